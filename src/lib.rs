@@ -1,0 +1,28 @@
+//! regiongate decides, on every playback request, whether a track may be played where the
+//! listener is.
+//!
+//! One request makes one pass through these stages, all reading one immutable [`Snapshot`]:
+//!
+//! ```text
+//! extract ──► locate ──► place ──► decide ──► respond ──► record
+//! ```
+//!
+//! * **place** ([`territory`]): a point → every territory containing it, exactly, through the
+//!   [`territory::TerritoryIndex`]; territories are small integer ids, groups and deal
+//!   territories are bitsets over them.
+//! * **decide** ([`decide`]): a pure function of the licence map ([`license`]), the question
+//!   (track, use, tier), the territories and the time, giving a [`decide::Decision`] value.
+//! * The [`snapshot`] holds everything a decision reads and is built whole or not at all; its
+//!   problems are [`problem::Problem`]s naming the file, the feature or deal, and the reason.
+//! * [`privacy`] holds the redacted types raw location data lives in.
+
+#![forbid(unsafe_code)]
+
+pub mod decide;
+pub mod license;
+pub mod privacy;
+pub mod problem;
+pub mod snapshot;
+pub mod territory;
+
+pub use snapshot::{DataSource, Snapshot, SnapshotError};

@@ -1,0 +1,483 @@
+//! Licence maps: which deals apply to a track, modelled after DDEX ERN deal terms.
+//!
+//! * A **deal** licenses a set of territories (an included list, or worldwide minus an excluded
+//!   list), a validity window (start inclusive, optional end inclusive), use types and tiers.
+//! * A **deal set** is all deals for one **selector** (a track, a release, a label, or the whole
+//!   catalogue) as of an `updated` time. A newer deal set for the same selector replaces the
+//!   older one entirely, as a newer DDEX message replaces earlier deals. An explicitly empty deal
+//!   set is a takedown.
+//! * For a track, the most specific selector that has a deal set wins: track, then its release,
+//!   then its label, then the catalogue default. No deal anywhere means no availability.
+//!
+//! Files: human-edited TOML ([`toml_format`]) and a bulk CSV for large catalogues ([`bulk`]).
+
+pub mod bulk;
+pub mod toml_format;
+
+use crate::territory::groups::DatedMember;
+use crate::territory::{TerritoryId, TerritorySet};
+use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+
+/// How a track is used. Names follow DDEX UseType.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum UseType {
+    /// Interactive streaming: the listener picks the track (DDEX `OnDemandStream`).
+    OnDemandStream,
+    /// Radio-style streaming (DDEX `NonInteractiveStream`).
+    NonInteractiveStream,
+    /// Offline copy (DDEX `PermanentDownload` / `ConditionalDownload`).
+    Download,
+}
+
+impl UseType {
+    /// All use types, in bit order.
+    pub const ALL: [UseType; 3] = [UseType::OnDemandStream, UseType::NonInteractiveStream, UseType::Download];
+
+    /// The wire name (`on_demand_stream`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UseType::OnDemandStream => "on_demand_stream",
+            UseType::NonInteractiveStream => "non_interactive_stream",
+            UseType::Download => "download",
+        }
+    }
+
+    fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+}
+
+impl FromStr for UseType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "on_demand_stream" | "OnDemandStream" | "stream" => Ok(UseType::OnDemandStream),
+            "non_interactive_stream" | "NonInteractiveStream" => Ok(UseType::NonInteractiveStream),
+            "download" | "PermanentDownload" | "ConditionalDownload" => Ok(UseType::Download),
+            _ => Err(format!(
+                "unknown use {s:?} (expected on_demand_stream, non_interactive_stream or download)"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for UseType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The listener's subscription tier.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Tier {
+    /// Ad-supported or free of charge (DDEX `AdvertisementSupportedModel`, `FreeOfChargeModel`).
+    Free,
+    /// Paid subscription (DDEX `SubscriptionModel`).
+    Premium,
+}
+
+impl Tier {
+    /// All tiers, in bit order.
+    pub const ALL: [Tier; 2] = [Tier::Free, Tier::Premium];
+
+    /// The wire name (`free`, `premium`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Free => "free",
+            Tier::Premium => "premium",
+        }
+    }
+
+    fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+
+    /// The tier a DDEX CommercialModelType maps to.
+    pub fn from_commercial_model(s: &str) -> Option<Tier> {
+        match s {
+            "SubscriptionModel" => Some(Tier::Premium),
+            "AdvertisementSupportedModel" | "FreeOfChargeModel" => Some(Tier::Free),
+            _ => None,
+        }
+    }
+}
+
+impl FromStr for Tier {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "free" => Ok(Tier::Free),
+            "premium" => Ok(Tier::Premium),
+            _ => Err(format!("unknown tier {s:?} (expected free or premium)")),
+        }
+    }
+}
+
+impl fmt::Display for Tier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A set of use types or tiers as bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct Bits(u8);
+
+impl Bits {
+    /// Whether the use type is in the set.
+    pub fn has_use(self, u: UseType) -> bool {
+        self.0 & u.bit() != 0
+    }
+    /// Whether the tier is in the set.
+    pub fn has_tier(self, t: Tier) -> bool {
+        self.0 & t.bit() != 0
+    }
+    /// A set of use types.
+    pub fn of_uses(uses: impl IntoIterator<Item = UseType>) -> Bits {
+        Bits(uses.into_iter().fold(0, |b, u| b | u.bit()))
+    }
+    /// A set of tiers.
+    pub fn of_tiers(tiers: impl IntoIterator<Item = Tier>) -> Bits {
+        Bits(tiers.into_iter().fold(0, |b, t| b | t.bit()))
+    }
+}
+
+/// Whether a deal's territory list includes or excludes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ScopeMode {
+    /// Only the listed territories.
+    Include,
+    /// Everywhere except the listed territories.
+    Exclude,
+}
+
+/// The territories of a deal, compiled: groups expanded to a bitset plus dated members.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TerritoryScope {
+    /// Include or exclude.
+    pub mode: ScopeMode,
+    /// Listed territories with no date limits.
+    pub always: TerritorySet,
+    /// Listed territories whose group membership is dated.
+    pub dated: Vec<DatedMember>,
+}
+
+impl TerritoryScope {
+    fn lists(&self, t: TerritoryId, now: DateTime<Utc>) -> bool {
+        self.always.contains(t) || self.dated.iter().any(|d| d.territory == t && d.holds_at(now))
+    }
+
+    /// The territory of `hits` the scope licenses, if any: for an include list the first hit
+    /// listed (the country first); for an exclude list the first hit, when no hit is excluded.
+    pub fn licensed_in(&self, hits: &[TerritoryId], now: DateTime<Utc>) -> Option<TerritoryId> {
+        match self.mode {
+            ScopeMode::Include => hits.iter().copied().find(|&t| self.lists(t, now)),
+            ScopeMode::Exclude => {
+                if hits.iter().any(|&t| self.lists(t, now)) {
+                    None
+                } else {
+                    hits.first().copied()
+                }
+            }
+        }
+    }
+}
+
+/// One deal.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Deal {
+    /// The deal's id, unique across all licence files.
+    pub id: Box<str>,
+    /// Where it applies.
+    pub scope: TerritoryScope,
+    /// First instant of validity.
+    pub start: DateTime<Utc>,
+    /// Last instant of validity (inclusive), or open-ended.
+    pub end: Option<DateTime<Utc>>,
+    /// Licensed use types.
+    pub uses: Bits,
+    /// Licensed tiers.
+    pub tiers: Bits,
+}
+
+impl Deal {
+    /// Whether `now` is inside the validity window.
+    pub fn valid_at(&self, now: DateTime<Utc>) -> bool {
+        now >= self.start && self.end.is_none_or(|e| now <= e)
+    }
+}
+
+/// Index of a deal in [`LicenseMap::deals`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DealId(pub u32);
+
+/// Index of a deal set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct DealSetId(pub u32);
+
+/// All deals for one selector as of `updated`. Empty `deals` is a takedown.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DealSet {
+    /// When this deal set was issued; the newest per selector wins.
+    pub updated: DateTime<Utc>,
+    /// The deals; empty means taken down.
+    pub deals: Box<[DealId]>,
+}
+
+/// What a deal set is attached to.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Selector {
+    /// One track (ISRC or platform id).
+    Track(String),
+    /// Every track of a release.
+    Release(String),
+    /// Every track of a label.
+    Label(String),
+    /// Every known track.
+    Catalog,
+}
+
+impl fmt::Display for Selector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Selector::Track(t) => write!(f, "track {t}"),
+            Selector::Release(r) => write!(f, "release {r}"),
+            Selector::Label(l) => write!(f, "label {l}"),
+            Selector::Catalog => f.write_str("catalog"),
+        }
+    }
+}
+
+/// Which kind of selector a track's deals came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SelectorKind {
+    /// The track's own deal set.
+    Track,
+    /// Its release's.
+    Release,
+    /// Its label's.
+    Label,
+    /// The catalogue default.
+    Catalog,
+}
+
+const NONE: u32 = u32::MAX;
+
+/// Catalogue facts about a track: its own deal set, release and label (interned), if any.
+#[derive(Clone, Copy, Debug)]
+struct TrackEntry {
+    dealset: u32,
+    release: u32,
+    label: u32,
+}
+
+/// What the licence map knows about a track.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum TrackDeals<'a> {
+    /// Neither the catalogue nor any deal set names the track.
+    UnknownTrack,
+    /// The track is known but no selector covering it has a deal set.
+    NoDealSet,
+    /// The winning deal set and where it came from.
+    Found(&'a DealSet, SelectorKind),
+}
+
+/// The compiled licence map of a snapshot.
+#[derive(Debug, Default)]
+pub struct LicenseMap {
+    deals: Vec<Deal>,
+    deal_ids: HashMap<Box<str>, DealId>,
+    dealsets: Vec<DealSet>,
+    tracks: HashMap<Box<str>, TrackEntry>,
+    names: Vec<Box<str>>,
+    name_ids: HashMap<Box<str>, u32>,
+    releases: HashMap<u32, DealSetId>,
+    labels: HashMap<u32, DealSetId>,
+    catalog: Option<DealSetId>,
+}
+
+impl LicenseMap {
+    /// The deal set that applies to a track: the most specific selector with a deal set.
+    pub fn lookup(&self, track: &str) -> TrackDeals<'_> {
+        let Some(e) = self.tracks.get(track) else {
+            return TrackDeals::UnknownTrack;
+        };
+        let found = if e.dealset != NONE {
+            Some((DealSetId(e.dealset), SelectorKind::Track))
+        } else if let Some(&d) = self.releases.get(&e.release) {
+            Some((d, SelectorKind::Release))
+        } else if let Some(&d) = self.labels.get(&e.label) {
+            Some((d, SelectorKind::Label))
+        } else {
+            self.catalog.map(|d| (d, SelectorKind::Catalog))
+        };
+        match found {
+            Some((d, k)) => TrackDeals::Found(&self.dealsets[d.0 as usize], k),
+            None => TrackDeals::NoDealSet,
+        }
+    }
+
+    /// A deal by index.
+    pub fn deal(&self, id: DealId) -> &Deal {
+        &self.deals[id.0 as usize]
+    }
+
+    /// A deal by its string id.
+    pub fn deal_by_name(&self, name: &str) -> Option<&Deal> {
+        self.deal_ids.get(name).map(|&d| self.deal(d))
+    }
+
+    /// Number of deals (templates and inline deals).
+    pub fn deal_count(&self) -> usize {
+        self.deals.len()
+    }
+
+    /// Number of tracks the map knows.
+    pub fn track_count(&self) -> usize {
+        self.tracks.len()
+    }
+
+    /// Every selector with its winning deal set, for `diff`. Tracks come in no fixed order.
+    pub fn selectors(&self) -> impl Iterator<Item = (Selector, &DealSet)> + '_ {
+        let name = |i: &u32| self.names[*i as usize].to_string();
+        self.tracks
+            .iter()
+            .filter(|(_, e)| e.dealset != NONE)
+            .map(|(t, e)| (Selector::Track(t.to_string()), &self.dealsets[e.dealset as usize]))
+            .chain(self.releases.iter().map(move |(r, d)| (Selector::Release(name(r)), &self.dealsets[d.0 as usize])))
+            .chain(self.labels.iter().map(move |(l, d)| (Selector::Label(name(l)), &self.dealsets[d.0 as usize])))
+            .chain(self.catalog.map(|d| (Selector::Catalog, &self.dealsets[d.0 as usize])))
+    }
+}
+
+/// Builds a [`LicenseMap`] from deals and selector → deal set assignments; used by the loaders.
+#[derive(Default)]
+pub(crate) struct LicenseMapBuilder {
+    map: LicenseMap,
+    interned_sets: HashMap<(i64, Vec<DealId>), DealSetId>,
+    selectors: HashMap<Selector, (DealSetId, String)>,
+}
+
+/// Why a deal set could not be attached to its selector.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum AttachError {
+    /// Another deal set for the same selector has the same `updated` time and other deals.
+    Ambiguous {
+        /// Where the other one came from.
+        other: String,
+    },
+}
+
+impl LicenseMapBuilder {
+    /// Adds a deal; `Err` if the id is taken.
+    pub fn add_deal(&mut self, deal: Deal) -> Result<DealId, ()> {
+        if self.map.deal_ids.contains_key(&deal.id) {
+            return Err(());
+        }
+        let id = DealId(self.map.deals.len() as u32);
+        self.map.deal_ids.insert(deal.id.clone(), id);
+        self.map.deals.push(deal);
+        Ok(id)
+    }
+
+    /// The index of a deal by its string id.
+    pub fn deal_id(&self, name: &str) -> Option<DealId> {
+        self.map.deal_ids.get(name).copied()
+    }
+
+    fn intern_name(&mut self, s: &str) -> u32 {
+        if let Some(&i) = self.map.name_ids.get(s) {
+            return i;
+        }
+        let i = self.map.names.len() as u32;
+        self.map.names.push(s.into());
+        self.map.name_ids.insert(s.into(), i);
+        i
+    }
+
+    fn track_entry(&mut self, track: &str) -> &mut TrackEntry {
+        if !self.map.tracks.contains_key(track) {
+            self.map.tracks.insert(
+                track.into(),
+                TrackEntry {
+                    dealset: NONE,
+                    release: NONE,
+                    label: NONE,
+                },
+            );
+        }
+        self.map.tracks.get_mut(track).expect("inserted above")
+    }
+
+    /// Records catalogue facts: the track's release and label.
+    pub fn add_track(&mut self, track: &str, release: Option<&str>, label: Option<&str>) {
+        let release = release.map_or(NONE, |r| self.intern_name(r));
+        let label = label.map_or(NONE, |l| self.intern_name(l));
+        let e = self.track_entry(track);
+        if release != NONE {
+            e.release = release;
+        }
+        if label != NONE {
+            e.label = label;
+        }
+    }
+
+    /// Attaches a deal set to a selector; the newest `updated` wins. `origin` names the file
+    /// and line for error messages.
+    pub fn attach(&mut self, selector: Selector, updated: DateTime<Utc>, mut deals: Vec<DealId>, origin: String) -> Result<(), AttachError> {
+        deals.sort_unstable();
+        deals.dedup();
+        if let Some((old, old_origin)) = self.selectors.get(&selector) {
+            let old_set = &self.map.dealsets[old.0 as usize];
+            if old_set.updated > updated {
+                return Ok(());
+            }
+            if old_set.updated == updated {
+                if *old_set.deals == *deals {
+                    return Ok(());
+                }
+                return Err(AttachError::Ambiguous {
+                    other: old_origin.clone(),
+                });
+            }
+        }
+        let key = (updated.timestamp_micros(), deals);
+        let set = match self.interned_sets.get(&key) {
+            Some(&s) => s,
+            None => {
+                let s = DealSetId(self.map.dealsets.len() as u32);
+                self.map.dealsets.push(DealSet {
+                    updated,
+                    deals: key.1.clone().into_boxed_slice(),
+                });
+                self.interned_sets.insert(key, s);
+                s
+            }
+        };
+        self.selectors.insert(selector, (set, origin));
+        Ok(())
+    }
+
+    /// Finishes the map.
+    pub fn finish(mut self) -> LicenseMap {
+        for (sel, (set, _)) in std::mem::take(&mut self.selectors) {
+            match sel {
+                Selector::Track(t) => self.track_entry(&t).dealset = set.0,
+                Selector::Release(r) => {
+                    let i = self.intern_name(&r);
+                    self.map.releases.insert(i, set);
+                }
+                Selector::Label(l) => {
+                    let i = self.intern_name(&l);
+                    self.map.labels.insert(i, set);
+                }
+                Selector::Catalog => self.map.catalog = Some(set),
+            }
+        }
+        self.map.tracks.shrink_to_fit();
+        self.map
+    }
+}

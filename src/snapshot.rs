@@ -1,0 +1,350 @@
+//! The snapshot: everything a decision reads, loaded and checked as one immutable value.
+//!
+//! A data directory holds:
+//!
+//! | path | what |
+//! |---|---|
+//! | `countries.geojson.gz` or `countries.geojson` | country territories (ISO 3166-1 alpha-2 ids) |
+//! | `custom/*.geojson` | custom territories (any id) |
+//! | `groups.toml` | territory groups |
+//! | `licenses/*.toml`, `licenses/*.csv` | licence maps (TOML and bulk CSV) |
+//!
+//! Other files are ignored. Building either yields a whole snapshot or the full list of
+//! problems; nothing half-loaded is ever returned, so a failed reload leaves the old snapshot
+//! serving.
+
+use crate::license::{LicenseMap, LicenseMapBuilder, bulk, toml_format};
+use crate::problem::Problem;
+use crate::territory::{Groups, RawTerritory, Territories, TerritoryIndex, TerritoryKind, geojson};
+use include_dir::{Dir, include_dir};
+use sha2::{Digest, Sha256};
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use thiserror::Error;
+
+/// The default data, compiled into the binary.
+static EMBEDDED: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/regions");
+
+/// Largest input file accepted (a region file replaced by a huge one is refused, not read).
+pub const MAX_FILE_BYTES: u64 = 512 * 1024 * 1024;
+
+/// Where a snapshot's files come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DataSource {
+    /// The `regions/` directory compiled into the binary.
+    Embedded,
+    /// A directory on disk.
+    Dir(PathBuf),
+}
+
+/// Why a snapshot could not be built.
+#[derive(Debug, Error)]
+pub enum SnapshotError {
+    /// A file or the directory could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The files were read but have problems; every problem found is listed.
+    #[error("{} problem(s) in the data:\n{}", .0.len(), .0.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<Problem>),
+}
+
+/// One input file of a snapshot.
+#[derive(Clone, Debug)]
+pub struct InputFile {
+    /// Path relative to the data directory.
+    pub path: String,
+    /// SHA-256 of its bytes, hex.
+    pub sha256: String,
+    /// Size in bytes.
+    pub bytes: u64,
+}
+
+/// Everything a decision reads.
+pub struct Snapshot {
+    /// Territory ids and codes.
+    pub territories: Territories,
+    /// The point index.
+    pub index: TerritoryIndex,
+    /// Territory groups.
+    pub groups: Groups,
+    /// Licence maps.
+    pub licenses: LicenseMap,
+    /// Content version: a hash over every input's path and SHA-256.
+    pub version: String,
+    /// The inputs.
+    pub inputs: Vec<InputFile>,
+    /// How long building took.
+    pub build_time: Duration,
+}
+
+struct Input {
+    path: String,
+    data: Cow<'static, [u8]>,
+}
+
+fn wanted(path: &str) -> bool {
+    path == "countries.geojson.gz"
+        || path == "countries.geojson"
+        || path == "groups.toml"
+        || (path.starts_with("custom/") && path.ends_with(".geojson"))
+        || (path.starts_with("licenses/") && (path.ends_with(".toml") || path.ends_with(".csv")))
+}
+
+fn read_embedded() -> Vec<Input> {
+    let mut out = Vec::new();
+    let mut stack = vec![&EMBEDDED];
+    while let Some(d) = stack.pop() {
+        stack.extend(d.dirs());
+        for f in d.files() {
+            let path = f.path().to_string_lossy().replace('\\', "/");
+            if wanted(&path) {
+                out.push(Input {
+                    path,
+                    data: Cow::Borrowed(f.contents()),
+                });
+            }
+        }
+    }
+    out
+}
+
+fn read_dir(root: &Path) -> Result<Vec<Input>, SnapshotError> {
+    let io = |p: &Path, e| SnapshotError::Io {
+        path: p.display().to_string(),
+        source: e,
+    };
+    let mut out = Vec::new();
+    let mut candidates = vec!["countries.geojson.gz".to_owned(), "countries.geojson".to_owned(), "groups.toml".to_owned()];
+    for sub in ["custom", "licenses"] {
+        let dir = root.join(sub);
+        match std::fs::read_dir(&dir) {
+            Ok(entries) => {
+                for e in entries {
+                    let e = e.map_err(|e| io(&dir, e))?;
+                    candidates.push(format!("{sub}/{}", e.file_name().to_string_lossy()));
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(&dir, e)),
+        }
+    }
+    let meta = std::fs::metadata(root).map_err(|e| io(root, e))?;
+    if !meta.is_dir() {
+        return Err(io(root, std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a directory")));
+    }
+    for path in candidates.into_iter().filter(|p| wanted(p)) {
+        let full = root.join(&path);
+        let f = match std::fs::File::open(&full) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io(&full, e)),
+        };
+        let len = f.metadata().map_err(|e| io(&full, e))?.len();
+        if len > MAX_FILE_BYTES {
+            return Err(SnapshotError::Invalid(vec![Problem::new(
+                path,
+                None,
+                format!("{len} bytes, more than the limit of {MAX_FILE_BYTES}"),
+            )]));
+        }
+        let mut data = Vec::with_capacity(len as usize);
+        f.take(MAX_FILE_BYTES + 1).read_to_end(&mut data).map_err(|e| io(&full, e))?;
+        out.push(Input {
+            path,
+            data: Cow::Owned(data),
+        });
+    }
+    Ok(out)
+}
+
+fn is_country_code(id: &str) -> bool {
+    id.len() == 2 && id.bytes().all(|b| b.is_ascii_uppercase())
+}
+
+fn text<'a>(i: &'a Input, problems: &mut Vec<Problem>) -> Option<Cow<'a, str>> {
+    if i.path.ends_with(".gz") {
+        let mut s = String::new();
+        match flate2::read::GzDecoder::new(&i.data[..]).take(4 * MAX_FILE_BYTES).read_to_string(&mut s) {
+            Ok(_) => Some(Cow::Owned(s)),
+            Err(e) => {
+                problems.push(Problem::new(&i.path, None, format!("cannot decompress: {e}")));
+                None
+            }
+        }
+    } else {
+        match std::str::from_utf8(&i.data) {
+            Ok(s) => Some(Cow::Borrowed(s)),
+            Err(e) => {
+                problems.push(Problem::new(&i.path, None, format!("not UTF-8: {e}")));
+                None
+            }
+        }
+    }
+}
+
+impl Snapshot {
+    /// Loads and checks a snapshot from a source.
+    ///
+    /// # Errors
+    /// [`SnapshotError::Io`] if files cannot be read, [`SnapshotError::Invalid`] with every
+    /// problem found otherwise.
+    pub fn load(source: &DataSource) -> Result<Snapshot, SnapshotError> {
+        let inputs = match source {
+            DataSource::Embedded => read_embedded(),
+            DataSource::Dir(d) => read_dir(d)?,
+        };
+        Snapshot::build(inputs)
+    }
+
+    /// Builds a snapshot from files held in memory, as `(path relative to the data directory,
+    /// bytes)`: the seam tests use to make and swap snapshots.
+    ///
+    /// # Errors
+    /// [`SnapshotError::Invalid`] with every problem found.
+    pub fn from_memory<P: Into<String>>(files: impl IntoIterator<Item = (P, Vec<u8>)>) -> Result<Snapshot, SnapshotError> {
+        let inputs = files
+            .into_iter()
+            .map(|(p, d)| Input {
+                path: p.into(),
+                data: Cow::Owned(d),
+            })
+            .filter(|i| wanted(&i.path))
+            .collect();
+        Snapshot::build(inputs)
+    }
+
+    fn build(mut inputs: Vec<Input>) -> Result<Snapshot, SnapshotError> {
+        let started = Instant::now();
+        inputs.sort_by(|a, b| a.path.cmp(&b.path));
+        let mut problems = Vec::new();
+        let mut files = Vec::with_capacity(inputs.len());
+        let mut version = Sha256::new();
+        for i in &inputs {
+            let sha = hex(&Sha256::digest(&i.data));
+            version.update(i.path.as_bytes());
+            version.update([0]);
+            version.update(sha.as_bytes());
+            files.push(InputFile {
+                path: i.path.clone(),
+                sha256: sha,
+                bytes: i.data.len() as u64,
+            });
+        }
+        let version = hex(&version.finalize())[..16].to_owned();
+
+        // Territories: countries first, then custom ones, each sorted by id.
+        let mut countries: Vec<RawTerritory> = Vec::new();
+        let mut customs: Vec<(RawTerritory, String)> = Vec::new();
+        let geo_inputs = inputs.iter().filter(|i| i.path.contains(".geojson"));
+        if inputs.iter().filter(|i| i.path.starts_with("countries.")).count() > 1 {
+            problems.push(Problem::new("countries.geojson", None, "both countries.geojson and countries.geojson.gz exist; keep one"));
+        }
+        for i in geo_inputs {
+            let Some(t) = text(i, &mut problems) else { continue };
+            let (territories, errs) = geojson::parse(&t);
+            problems.extend(errs.into_iter().map(|e| Problem::new(&i.path, None, e.to_string())));
+            if i.path.starts_with("countries.") {
+                for t in territories {
+                    if is_country_code(&t.id) {
+                        countries.push(t);
+                    } else {
+                        problems.push(Problem::new(
+                            &i.path,
+                            Some(format!("feature {:?}", t.id)),
+                            "country ids must be ISO 3166-1 alpha-2 codes (two capital letters)",
+                        ));
+                    }
+                }
+            } else {
+                customs.extend(territories.into_iter().map(|t| (t, i.path.clone())));
+            }
+        }
+        countries.sort_by(|a, b| a.id.cmp(&b.id));
+        customs.sort_by(|a, b| a.0.id.cmp(&b.0.id));
+        let mut seen: HashMap<&str, &str> = countries.iter().map(|c| (&*c.id, "countries")).collect();
+        for (c, file) in &customs {
+            if let Some(other) = seen.insert(&c.id, file) {
+                problems.push(Problem::new(file, Some(format!("feature {:?}", c.id)), format!("territory id also defined in {other}")));
+            }
+        }
+        if countries.len() + customs.len() > usize::from(u16::MAX) {
+            problems.push(Problem::new("custom/", None, "more than 65535 territories"));
+        }
+        // With territory problems, go on checking groups and licences against the territories
+        // that did load, so one run reports everything; only the index is skipped.
+        let territories = Territories::new(
+            countries
+                .iter()
+                .map(|c| (c.id.clone(), TerritoryKind::Country))
+                .chain(customs.iter().map(|(c, _)| (c.id.clone(), TerritoryKind::Custom))),
+        );
+        let rings: Vec<Vec<Vec<[f64; 2]>>> = countries.into_iter().map(|c| c.rings).chain(customs.into_iter().map(|(c, _)| c.rings)).collect();
+        let index = problems.is_empty().then(|| TerritoryIndex::build(&rings));
+        drop(rings);
+
+        let groups_text = inputs.iter().find(|i| i.path == "groups.toml").and_then(|i| text(i, &mut problems));
+        let groups = match Groups::parse(groups_text.as_deref(), &territories) {
+            Ok(g) => g,
+            Err(errs) => {
+                problems.extend(errs.into_iter().map(|e| Problem::new("groups.toml", None, e.to_string())));
+                Groups::default()
+            }
+        };
+
+        let licenses = load_licenses(&inputs, &territories, &groups, &mut problems);
+        let index = match index {
+            Some(index) if problems.is_empty() => index,
+            _ => return Err(SnapshotError::Invalid(problems)),
+        };
+        Ok(Snapshot {
+            territories,
+            index,
+            groups,
+            licenses,
+            version,
+            inputs: files,
+            build_time: started.elapsed(),
+        })
+    }
+}
+
+fn load_licenses(inputs: &[Input], territories: &Territories, groups: &Groups, problems: &mut Vec<Problem>) -> LicenseMap {
+    let resolver = toml_format::Resolver { territories, groups };
+    let mut b = LicenseMapBuilder::default();
+    let tomls: Vec<(&str, toml_format::RawLicenseFile)> = inputs
+        .iter()
+        .filter(|i| i.path.starts_with("licenses/") && i.path.ends_with(".toml"))
+        .filter_map(|i| {
+            let t = text(i, problems)?;
+            match toml_format::parse(&i.path, &t) {
+                Ok(raw) => Some((i.path.as_str(), raw)),
+                Err(p) => {
+                    problems.push(p);
+                    None
+                }
+            }
+        })
+        .collect();
+    for (file, raw) in &tomls {
+        toml_format::add_deals(raw, file, &resolver, &mut b, problems);
+    }
+    for (file, raw) in &tomls {
+        toml_format::attach_sets(raw, file, &mut b, problems);
+    }
+    for i in inputs.iter().filter(|i| i.path.starts_with("licenses/") && i.path.ends_with(".csv")) {
+        bulk::load(&i.path, &i.data, &mut b, problems);
+    }
+    b.finish()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,6 @@
+//! The integration test binary: one binary, one `util` module, a module per area.
+
+mod cli;
+mod licenses;
+mod util;
+mod world;
