@@ -130,7 +130,12 @@ impl Decision {
 
 /// Decides a question for a listener placed in `territories` (sorted, the country first), at
 /// time `now`.
-pub fn decide(licenses: &LicenseMap, q: &Question<'_>, territories: &[TerritoryId], now: DateTime<Utc>) -> Decision {
+pub fn decide(
+    licenses: &LicenseMap,
+    q: &Question<'_>,
+    territories: &[TerritoryId],
+    now: DateTime<Utc>,
+) -> Decision {
     let here = territories.first().copied();
     let set = match licenses.lookup(q.track) {
         TrackDeals::UnknownTrack => return Decision::deny(Reason::UnknownTrack, here),

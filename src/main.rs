@@ -17,7 +17,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "regiongate", version, about = "Decides whether a track may be played where the listener is")]
+#[command(
+    name = "regiongate",
+    version,
+    about = "Decides whether a track may be played where the listener is"
+)]
 struct Cli {
     /// Data directory (territories, groups, licences); default: the embedded regions/.
     #[arg(long, global = true, value_name = "DIR")]
@@ -61,7 +65,12 @@ struct CheckArgs {
     #[arg(long, default_value = "premium")]
     tier: Tier,
     /// Latitude of the listener.
-    #[arg(long, allow_hyphen_values = true, requires = "lon", conflicts_with = "country")]
+    #[arg(
+        long,
+        allow_hyphen_values = true,
+        requires = "lon",
+        conflicts_with = "country"
+    )]
     lat: Option<f64>,
     /// Longitude of the listener.
     #[arg(long, allow_hyphen_values = true, requires = "lat")]
@@ -91,7 +100,8 @@ fn source(dir: &Option<PathBuf>) -> DataSource {
 }
 
 fn load(dir: &Option<PathBuf>) -> Result<Snapshot, Exit> {
-    Snapshot::load(&source(dir)).map_err(|e| Exit(3, anyhow::Error::new(e).context("cannot load the data")))
+    Snapshot::load(&source(dir))
+        .map_err(|e| Exit(3, anyhow::Error::new(e).context("cannot load the data")))
 }
 
 fn main() -> ExitCode {
@@ -149,7 +159,10 @@ fn batch(snap: &Snapshot) -> Result<u8> {
             continue;
         }
         let mut cols = l.split(',');
-        let (lat_s, lon_s) = (cols.next().unwrap_or("").trim(), cols.next().unwrap_or("").trim());
+        let (lat_s, lon_s) = (
+            cols.next().unwrap_or("").trim(),
+            cols.next().unwrap_or("").trim(),
+        );
         let point = match (lat_s.parse::<f64>(), lon_s.parse::<f64>()) {
             (Ok(lat), Ok(lon)) => GpsPoint::new(lat, lon).ok(),
             _ => None,
@@ -161,7 +174,10 @@ fn batch(snap: &Snapshot) -> Result<u8> {
             continue;
         };
         let hits = snap.index.locate(p.lon_lat());
-        let country = snap.territories.country_of(&hits).map_or("", |c| snap.territories.code(c));
+        let country = snap
+            .territories
+            .country_of(&hits)
+            .map_or("", |c| snap.territories.code(c));
         write!(out, "{lat_s},{lon_s},{country},")?;
         for (i, t) in hits.iter().enumerate() {
             if i > 0 {
@@ -189,7 +205,11 @@ fn run_check(cli: &Cli, a: &CheckArgs) -> Result<u8, Exit> {
             };
             (std::iter::once(t).collect(), "country")
         }
-        _ => return Err(bad_input(anyhow::anyhow!("give --lat and --lon, or --country"))),
+        _ => {
+            return Err(bad_input(anyhow::anyhow!(
+                "give --lat and --lon, or --country"
+            )));
+        }
     };
     let q = Question {
         track: &a.track,
@@ -230,6 +250,9 @@ fn run_validate(cli: &Cli, a: &ValidateArgs) -> Result<u8, Exit> {
                     "version": s.version,
                     "territories": s.territories.len(),
                     "vertices": st.vertices,
+                    "index_leaves": st.leaves,
+                    "index_edge_refs": st.edge_refs,
+                    "index_mb": st.heap_bytes / 1_000_000,
                     "groups": s.groups.len(),
                     "deals": s.licenses.deal_count(),
                     "tracks": s.licenses.track_count(),
@@ -238,10 +261,17 @@ fn run_validate(cli: &Cli, a: &ValidateArgs) -> Result<u8, Exit> {
             )
         }
         Err(SnapshotError::Invalid(p)) => (false, p.clone(), json!(null)),
-        Err(e @ SnapshotError::Io { .. }) => (false, vec![Problem::new(e.to_string(), None, "cannot read")], json!(null)),
+        Err(e @ SnapshotError::Io { .. }) => (
+            false,
+            vec![Problem::new(e.to_string(), None, "cannot read")],
+            json!(null),
+        ),
     };
     if a.json {
-        println!("{}", json!({"ok": ok, "problems": problems, "summary": summary}));
+        println!(
+            "{}",
+            json!({"ok": ok, "problems": problems, "summary": summary})
+        );
     } else if ok {
         println!("ok: {summary}");
     } else {
@@ -252,4 +282,3 @@ fn run_validate(cli: &Cli, a: &ValidateArgs) -> Result<u8, Exit> {
     }
     Ok(if ok { 0 } else { 1 })
 }
-

@@ -122,7 +122,11 @@ fn read_dir(root: &Path) -> Result<Vec<Input>, SnapshotError> {
         source: e,
     };
     let mut out = Vec::new();
-    let mut candidates = vec!["countries.geojson.gz".to_owned(), "countries.geojson".to_owned(), "groups.toml".to_owned()];
+    let mut candidates = vec![
+        "countries.geojson.gz".to_owned(),
+        "countries.geojson".to_owned(),
+        "groups.toml".to_owned(),
+    ];
     for sub in ["custom", "licenses"] {
         let dir = root.join(sub);
         match std::fs::read_dir(&dir) {
@@ -138,7 +142,10 @@ fn read_dir(root: &Path) -> Result<Vec<Input>, SnapshotError> {
     }
     let meta = std::fs::metadata(root).map_err(|e| io(root, e))?;
     if !meta.is_dir() {
-        return Err(io(root, std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a directory")));
+        return Err(io(
+            root,
+            std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a directory"),
+        ));
     }
     for path in candidates.into_iter().filter(|p| wanted(p)) {
         let full = root.join(&path);
@@ -156,7 +163,9 @@ fn read_dir(root: &Path) -> Result<Vec<Input>, SnapshotError> {
             )]));
         }
         let mut data = Vec::with_capacity(len as usize);
-        f.take(MAX_FILE_BYTES + 1).read_to_end(&mut data).map_err(|e| io(&full, e))?;
+        f.take(MAX_FILE_BYTES + 1)
+            .read_to_end(&mut data)
+            .map_err(|e| io(&full, e))?;
         out.push(Input {
             path,
             data: Cow::Owned(data),
@@ -172,10 +181,17 @@ fn is_country_code(id: &str) -> bool {
 fn text<'a>(i: &'a Input, problems: &mut Vec<Problem>) -> Option<Cow<'a, str>> {
     if i.path.ends_with(".gz") {
         let mut s = String::new();
-        match flate2::read::GzDecoder::new(&i.data[..]).take(4 * MAX_FILE_BYTES).read_to_string(&mut s) {
+        match flate2::read::GzDecoder::new(&i.data[..])
+            .take(4 * MAX_FILE_BYTES)
+            .read_to_string(&mut s)
+        {
             Ok(_) => Some(Cow::Owned(s)),
             Err(e) => {
-                problems.push(Problem::new(&i.path, None, format!("cannot decompress: {e}")));
+                problems.push(Problem::new(
+                    &i.path,
+                    None,
+                    format!("cannot decompress: {e}"),
+                ));
                 None
             }
         }
@@ -209,7 +225,9 @@ impl Snapshot {
     ///
     /// # Errors
     /// [`SnapshotError::Invalid`] with every problem found.
-    pub fn from_memory<P: Into<String>>(files: impl IntoIterator<Item = (P, Vec<u8>)>) -> Result<Snapshot, SnapshotError> {
+    pub fn from_memory<P: Into<String>>(
+        files: impl IntoIterator<Item = (P, Vec<u8>)>,
+    ) -> Result<Snapshot, SnapshotError> {
         let inputs = files
             .into_iter()
             .map(|(p, d)| Input {
@@ -244,13 +262,27 @@ impl Snapshot {
         let mut countries: Vec<RawTerritory> = Vec::new();
         let mut customs: Vec<(RawTerritory, String)> = Vec::new();
         let geo_inputs = inputs.iter().filter(|i| i.path.contains(".geojson"));
-        if inputs.iter().filter(|i| i.path.starts_with("countries.")).count() > 1 {
-            problems.push(Problem::new("countries.geojson", None, "both countries.geojson and countries.geojson.gz exist; keep one"));
+        if inputs
+            .iter()
+            .filter(|i| i.path.starts_with("countries."))
+            .count()
+            > 1
+        {
+            problems.push(Problem::new(
+                "countries.geojson",
+                None,
+                "both countries.geojson and countries.geojson.gz exist; keep one",
+            ));
         }
         for i in geo_inputs {
-            let Some(t) = text(i, &mut problems) else { continue };
+            let Some(t) = text(i, &mut problems) else {
+                continue;
+            };
             let (territories, errs) = geojson::parse(&t);
-            problems.extend(errs.into_iter().map(|e| Problem::new(&i.path, None, e.to_string())));
+            problems.extend(
+                errs.into_iter()
+                    .map(|e| Problem::new(&i.path, None, e.to_string())),
+            );
             if i.path.starts_with("countries.") {
                 for t in territories {
                     if is_country_code(&t.id) {
@@ -269,10 +301,15 @@ impl Snapshot {
         }
         countries.sort_by(|a, b| a.id.cmp(&b.id));
         customs.sort_by(|a, b| a.0.id.cmp(&b.0.id));
-        let mut seen: HashMap<&str, &str> = countries.iter().map(|c| (&*c.id, "countries")).collect();
+        let mut seen: HashMap<&str, &str> =
+            countries.iter().map(|c| (&*c.id, "countries")).collect();
         for (c, file) in &customs {
             if let Some(other) = seen.insert(&c.id, file) {
-                problems.push(Problem::new(file, Some(format!("feature {:?}", c.id)), format!("territory id also defined in {other}")));
+                problems.push(Problem::new(
+                    file,
+                    Some(format!("feature {:?}", c.id)),
+                    format!("territory id also defined in {other}"),
+                ));
             }
         }
         if countries.len() + customs.len() > usize::from(u16::MAX) {
@@ -284,17 +321,31 @@ impl Snapshot {
             countries
                 .iter()
                 .map(|c| (c.id.clone(), TerritoryKind::Country))
-                .chain(customs.iter().map(|(c, _)| (c.id.clone(), TerritoryKind::Custom))),
+                .chain(
+                    customs
+                        .iter()
+                        .map(|(c, _)| (c.id.clone(), TerritoryKind::Custom)),
+                ),
         );
-        let rings: Vec<Vec<Vec<[f64; 2]>>> = countries.into_iter().map(|c| c.rings).chain(customs.into_iter().map(|(c, _)| c.rings)).collect();
+        let rings: Vec<Vec<Vec<[f64; 2]>>> = countries
+            .into_iter()
+            .map(|c| c.rings)
+            .chain(customs.into_iter().map(|(c, _)| c.rings))
+            .collect();
         let index = problems.is_empty().then(|| TerritoryIndex::build(&rings));
         drop(rings);
 
-        let groups_text = inputs.iter().find(|i| i.path == "groups.toml").and_then(|i| text(i, &mut problems));
+        let groups_text = inputs
+            .iter()
+            .find(|i| i.path == "groups.toml")
+            .and_then(|i| text(i, &mut problems));
         let groups = match Groups::parse(groups_text.as_deref(), &territories) {
             Ok(g) => g,
             Err(errs) => {
-                problems.extend(errs.into_iter().map(|e| Problem::new("groups.toml", None, e.to_string())));
+                problems.extend(
+                    errs.into_iter()
+                        .map(|e| Problem::new("groups.toml", None, e.to_string())),
+                );
                 Groups::default()
             }
         };
@@ -316,8 +367,16 @@ impl Snapshot {
     }
 }
 
-fn load_licenses(inputs: &[Input], territories: &Territories, groups: &Groups, problems: &mut Vec<Problem>) -> LicenseMap {
-    let resolver = toml_format::Resolver { territories, groups };
+fn load_licenses(
+    inputs: &[Input],
+    territories: &Territories,
+    groups: &Groups,
+    problems: &mut Vec<Problem>,
+) -> LicenseMap {
+    let resolver = toml_format::Resolver {
+        territories,
+        groups,
+    };
     let mut b = LicenseMapBuilder::default();
     let tomls: Vec<(&str, toml_format::RawLicenseFile)> = inputs
         .iter()
@@ -339,7 +398,10 @@ fn load_licenses(inputs: &[Input], territories: &Territories, groups: &Groups, p
     for (file, raw) in &tomls {
         toml_format::attach_sets(raw, file, &mut b, problems);
     }
-    for i in inputs.iter().filter(|i| i.path.starts_with("licenses/") && i.path.ends_with(".csv")) {
+    for i in inputs
+        .iter()
+        .filter(|i| i.path.starts_with("licenses/") && i.path.ends_with(".csv"))
+    {
         bulk::load(&i.path, &i.data, &mut b, problems);
     }
     b.finish()

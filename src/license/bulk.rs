@@ -22,7 +22,12 @@ struct TrackRows {
 }
 
 /// Reads one bulk CSV file into the builder.
-pub(crate) fn load(file: &str, data: &[u8], b: &mut LicenseMapBuilder, problems: &mut Vec<Problem>) {
+pub(crate) fn load(
+    file: &str,
+    data: &[u8],
+    b: &mut LicenseMapBuilder,
+    problems: &mut Vec<Problem>,
+) {
     let mut rdr = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(true)
@@ -31,12 +36,19 @@ pub(crate) fn load(file: &str, data: &[u8], b: &mut LicenseMapBuilder, problems:
     let header_ok = match rdr.byte_headers() {
         Ok(h) => {
             let cols: Vec<&[u8]> = h.iter().collect();
-            cols.len() >= 2 && cols[0] == b"track_id" && cols[1] == b"deal_id" && (cols.len() == 2 || cols[2] == b"updated")
+            cols.len() >= 2
+                && cols[0] == b"track_id"
+                && cols[1] == b"deal_id"
+                && (cols.len() == 2 || cols[2] == b"updated")
         }
         Err(_) => false,
     };
     if !header_ok {
-        problems.push(Problem::new(file, Some("line 1".into()), "header must be track_id,deal_id[,updated]"));
+        problems.push(Problem::new(
+            file,
+            Some("line 1".into()),
+            "header must be track_id,deal_id[,updated]",
+        ));
         return;
     }
     let mut order: Vec<Box<str>> = Vec::new();
@@ -112,7 +124,14 @@ pub(crate) fn load(file: &str, data: &[u8], b: &mut LicenseMapBuilder, problems:
             }
         };
         if entry.updated != updated {
-            report(problems, line, format!("track {track:?}: updated differs from line {}", entry.first_line));
+            report(
+                problems,
+                line,
+                format!(
+                    "track {track:?}: updated differs from line {}",
+                    entry.first_line
+                ),
+            );
             continue;
         }
         match deal_id {
@@ -120,24 +139,46 @@ pub(crate) fn load(file: &str, data: &[u8], b: &mut LicenseMapBuilder, problems:
             None => entry.takedown = true,
         }
         if entry.takedown && !entry.deals.is_empty() {
-            report(problems, line, format!("track {track:?}: a takedown row and deal rows (from line {})", entry.first_line));
+            report(
+                problems,
+                line,
+                format!(
+                    "track {track:?}: a takedown row and deal rows (from line {})",
+                    entry.first_line
+                ),
+            );
         }
     }
     if bad > 100 {
-        problems.push(Problem::new(file, None, format!("{} more problems not listed", bad - 100)));
+        problems.push(Problem::new(
+            file,
+            None,
+            format!("{} more problems not listed", bad - 100),
+        ));
     }
     let epoch = DateTime::<Utc>::UNIX_EPOCH;
     for track in order {
-        let Some(r) = rows.remove(&track) else { continue };
+        let Some(r) = rows.remove(&track) else {
+            continue;
+        };
         if r.takedown && !r.deals.is_empty() {
             continue;
         }
         let origin = format!("{file} line {}", r.first_line);
-        if b.attach(Selector::Track(track.to_string()), r.updated.unwrap_or(epoch), r.deals, origin).is_err() {
+        if b.attach(
+            Selector::Track(track.to_string()),
+            r.updated.unwrap_or(epoch),
+            r.deals,
+            origin,
+        )
+        .is_err()
+        {
             problems.push(Problem::new(
                 file,
                 Some(format!("line {}", r.first_line)),
-                format!("track {track:?}: another deal set with the same updated time and other deals"),
+                format!(
+                    "track {track:?}: another deal set with the same updated time and other deals"
+                ),
             ));
         }
     }

@@ -34,7 +34,11 @@ pub enum UseType {
 
 impl UseType {
     /// All use types, in bit order.
-    pub const ALL: [UseType; 3] = [UseType::OnDemandStream, UseType::NonInteractiveStream, UseType::Download];
+    pub const ALL: [UseType; 3] = [
+        UseType::OnDemandStream,
+        UseType::NonInteractiveStream,
+        UseType::Download,
+    ];
 
     /// The wire name (`on_demand_stream`, ...).
     pub fn as_str(self) -> &'static str {
@@ -167,7 +171,11 @@ pub struct TerritoryScope {
 
 impl TerritoryScope {
     fn lists(&self, t: TerritoryId, now: DateTime<Utc>) -> bool {
-        self.always.contains(t) || self.dated.iter().any(|d| d.territory == t && d.holds_at(now))
+        self.always.contains(t)
+            || self
+                .dated
+                .iter()
+                .any(|d| d.territory == t && d.holds_at(now))
     }
 
     /// The territory of `hits` the scope licenses, if any: for an include list the first hit
@@ -346,10 +354,26 @@ impl LicenseMap {
         self.tracks
             .iter()
             .filter(|(_, e)| e.dealset != NONE)
-            .map(|(t, e)| (Selector::Track(t.to_string()), &self.dealsets[e.dealset as usize]))
-            .chain(self.releases.iter().map(move |(r, d)| (Selector::Release(name(r)), &self.dealsets[d.0 as usize])))
-            .chain(self.labels.iter().map(move |(l, d)| (Selector::Label(name(l)), &self.dealsets[d.0 as usize])))
-            .chain(self.catalog.map(|d| (Selector::Catalog, &self.dealsets[d.0 as usize])))
+            .map(|(t, e)| {
+                (
+                    Selector::Track(t.to_string()),
+                    &self.dealsets[e.dealset as usize],
+                )
+            })
+            .chain(
+                self.releases
+                    .iter()
+                    .map(move |(r, d)| (Selector::Release(name(r)), &self.dealsets[d.0 as usize])),
+            )
+            .chain(
+                self.labels
+                    .iter()
+                    .map(move |(l, d)| (Selector::Label(name(l)), &self.dealsets[d.0 as usize])),
+            )
+            .chain(
+                self.catalog
+                    .map(|d| (Selector::Catalog, &self.dealsets[d.0 as usize])),
+            )
     }
 }
 
@@ -427,7 +451,13 @@ impl LicenseMapBuilder {
 
     /// Attaches a deal set to a selector; the newest `updated` wins. `origin` names the file
     /// and line for error messages.
-    pub fn attach(&mut self, selector: Selector, updated: DateTime<Utc>, mut deals: Vec<DealId>, origin: String) -> Result<(), AttachError> {
+    pub fn attach(
+        &mut self,
+        selector: Selector,
+        updated: DateTime<Utc>,
+        mut deals: Vec<DealId>,
+        origin: String,
+    ) -> Result<(), AttachError> {
         deals.sort_unstable();
         deals.dedup();
         if let Some((old, old_origin)) = self.selectors.get(&selector) {

@@ -109,7 +109,12 @@ fn parse_time(v: &toml::Value, end: DayEnd) -> Result<DateTime<Utc>, String> {
     let s = match v {
         toml::Value::String(s) => s.clone(),
         toml::Value::Datetime(d) => d.to_string(),
-        other => return Err(format!("expected a date or time, found {}", other.type_str())),
+        other => {
+            return Err(format!(
+                "expected a date or time, found {}",
+                other.type_str()
+            ));
+        }
     };
     parse_time_str(&s, end)
 }
@@ -140,7 +145,10 @@ pub fn parse(file: &str, text: &str) -> Result<RawLicenseFile, Problem> {
 impl Resolver<'_> {
     fn scope(&self, names: &[String], mode: ScopeMode) -> Result<TerritoryScope, String> {
         if names.len() > MAX_TERRITORIES_PER_DEAL {
-            return Err(format!("{} territories, more than the limit of {MAX_TERRITORIES_PER_DEAL}", names.len()));
+            return Err(format!(
+                "{} territories, more than the limit of {MAX_TERRITORIES_PER_DEAL}",
+                names.len()
+            ));
         }
         let mut always = TerritorySet::with_capacity(self.territories.len());
         let mut dated = Vec::new();
@@ -158,13 +166,26 @@ impl Resolver<'_> {
         if !unknown.is_empty() {
             return Err(format!("unknown territory or group {}", unknown.join(", ")));
         }
-        Ok(TerritoryScope { mode, always, dated })
+        Ok(TerritoryScope {
+            mode,
+            always,
+            dated,
+        })
     }
 
     fn deal(&self, d: &RawDeal) -> Result<Deal, String> {
         let scope = match (&d.territories, &d.excluded_territories) {
-            (Some(_), Some(_)) => return Err("both territories and excluded_territories; a deal has one or the other".into()),
-            (None, None) => return Err("no territories (use territories = [...] or excluded_territories = [...])".into()),
+            (Some(_), Some(_)) => {
+                return Err(
+                    "both territories and excluded_territories; a deal has one or the other".into(),
+                );
+            }
+            (None, None) => {
+                return Err(
+                    "no territories (use territories = [...] or excluded_territories = [...])"
+                        .into(),
+                );
+            }
             (Some(t), None) => {
                 if t.is_empty() {
                     return Err("territories is empty; a deal must license somewhere".into());
@@ -186,13 +207,23 @@ impl Resolver<'_> {
         if d.uses.is_empty() {
             return Err("uses is empty".into());
         }
-        let uses = d.uses.iter().map(|u| u.parse::<UseType>()).collect::<Result<Vec<_>, _>>()?;
+        let uses = d
+            .uses
+            .iter()
+            .map(|u| u.parse::<UseType>())
+            .collect::<Result<Vec<_>, _>>()?;
         let tiers = match (&d.tiers, &d.commercial_models) {
             (Some(_), Some(_)) => return Err("both tiers and commercial_models; use one".into()),
-            (Some(t), None) => t.iter().map(|t| t.parse::<Tier>()).collect::<Result<Vec<_>, _>>()?,
+            (Some(t), None) => t
+                .iter()
+                .map(|t| t.parse::<Tier>())
+                .collect::<Result<Vec<_>, _>>()?,
             (None, Some(m)) => m
                 .iter()
-                .map(|m| Tier::from_commercial_model(m).ok_or_else(|| format!("unknown commercial model {m:?}")))
+                .map(|m| {
+                    Tier::from_commercial_model(m)
+                        .ok_or_else(|| format!("unknown commercial model {m:?}"))
+                })
                 .collect::<Result<Vec<_>, _>>()?,
             (None, None) => Tier::ALL.to_vec(),
         };
@@ -211,14 +242,24 @@ impl Resolver<'_> {
 }
 
 /// First pass: the file's catalogue facts, deal templates and inline deals.
-pub(crate) fn add_deals(raw: &RawLicenseFile, file: &str, r: &Resolver<'_>, b: &mut LicenseMapBuilder, problems: &mut Vec<Problem>) {
+pub(crate) fn add_deals(
+    raw: &RawLicenseFile,
+    file: &str,
+    r: &Resolver<'_>,
+    b: &mut LicenseMapBuilder,
+    problems: &mut Vec<Problem>,
+) {
     for t in &raw.track {
         b.add_track(&t.id, t.release.as_deref(), t.label.as_deref());
     }
-    let inline = raw.dealset.iter().flat_map(|s| s.deals.iter().flatten()).filter_map(|d| match d {
-        RawDealRef::Inline(d) => Some(&**d),
-        RawDealRef::Template { .. } => None,
-    });
+    let inline = raw
+        .dealset
+        .iter()
+        .flat_map(|s| s.deals.iter().flatten())
+        .filter_map(|d| match d {
+            RawDealRef::Inline(d) => Some(&**d),
+            RawDealRef::Template { .. } => None,
+        });
     for d in raw.deal_template.iter().chain(inline) {
         let item = Some(format!("deal {:?}", d.id));
         match r.deal(d) {
@@ -233,7 +274,12 @@ pub(crate) fn add_deals(raw: &RawLicenseFile, file: &str, r: &Resolver<'_>, b: &
 }
 
 /// Second pass: attach the file's deal sets to their selectors.
-pub(crate) fn attach_sets(raw: &RawLicenseFile, file: &str, b: &mut LicenseMapBuilder, problems: &mut Vec<Problem>) {
+pub(crate) fn attach_sets(
+    raw: &RawLicenseFile,
+    file: &str,
+    b: &mut LicenseMapBuilder,
+    problems: &mut Vec<Problem>,
+) {
     for (i, s) in raw.dealset.iter().enumerate() {
         let sel = &s.selector;
         let selector = match (&sel.track, &sel.release, &sel.label, sel.catalog) {
@@ -259,7 +305,11 @@ pub(crate) fn attach_sets(raw: &RawLicenseFile, file: &str, b: &mut LicenseMapBu
             }
         };
         let Some(refs) = &s.deals else {
-            problems.push(Problem::new(file, item, "no deals key; write deals = [] for a takedown"));
+            problems.push(Problem::new(
+                file,
+                item,
+                "no deals key; write deals = [] for a takedown",
+            ));
             continue;
         };
         let mut ids = Vec::with_capacity(refs.len());
@@ -274,7 +324,11 @@ pub(crate) fn attach_sets(raw: &RawLicenseFile, file: &str, b: &mut LicenseMapBu
                 None => {
                     // An inline deal that failed to compile was reported in the first pass.
                     if matches!(d, RawDealRef::Template { .. }) {
-                        problems.push(Problem::new(file, item.clone(), format!("unknown deal template {name:?}")));
+                        problems.push(Problem::new(
+                            file,
+                            item.clone(),
+                            format!("unknown deal template {name:?}"),
+                        ));
                     }
                     ok = false;
                 }
@@ -283,7 +337,9 @@ pub(crate) fn attach_sets(raw: &RawLicenseFile, file: &str, b: &mut LicenseMapBu
         if !ok {
             continue;
         }
-        if let Err(super::AttachError::Ambiguous { other }) = b.attach(selector, updated, ids, format!("{file} dealset #{i}")) {
+        if let Err(super::AttachError::Ambiguous { other }) =
+            b.attach(selector, updated, ids, format!("{file} dealset #{i}"))
+        {
             problems.push(Problem::new(
                 file,
                 item,

@@ -76,7 +76,9 @@ pub enum TerritoryFileError {
         reason: &'static str,
     },
     /// A coordinate is NaN, infinite or outside ±180 / ±90.
-    #[error("feature {id:?}: ring {ring}: coordinate out of range (longitude must be within ±180, latitude within ±90)")]
+    #[error(
+        "feature {id:?}: ring {ring}: coordinate out of range (longitude must be within ±180, latitude within ±90)"
+    )]
     OutOfRange {
         /// The feature's id.
         id: String,
@@ -84,7 +86,9 @@ pub enum TerritoryFileError {
         ring: usize,
     },
     /// An edge jumps more than 180° of longitude: the ring crosses the antimeridian unsplit.
-    #[error("feature {id:?}: ring {ring} crosses the ±180° meridian; split it there (RFC 7946 §3.1.9)")]
+    #[error(
+        "feature {id:?}: ring {ring} crosses the ±180° meridian; split it there (RFC 7946 §3.1.9)"
+    )]
     CrossesAntimeridian {
         /// The feature's id.
         id: String,
@@ -172,7 +176,12 @@ fn feature_id(f: &Feature<'_>) -> Option<String> {
 pub fn parse(text: &str) -> (Vec<RawTerritory>, Vec<TerritoryFileError>) {
     let fc: FeatureCollection<'_> = match serde_json::from_str(text) {
         Ok(fc) => fc,
-        Err(e) => return (Vec::new(), vec![TerritoryFileError::NotFeatureCollection(e.to_string())]),
+        Err(e) => {
+            return (
+                Vec::new(),
+                vec![TerritoryFileError::NotFeatureCollection(e.to_string())],
+            );
+        }
     };
     if fc.kind != "FeatureCollection" {
         return (
@@ -216,10 +225,12 @@ fn read_geometry(
         found: found.to_owned(),
     };
     let g = g.ok_or_else(|| bad_type("null"))?;
-    let raw = g.coordinates.ok_or_else(|| TerritoryFileError::Coordinates {
-        id: id.to_owned(),
-        reason: "no coordinates member".to_owned(),
-    })?;
+    let raw = g
+        .coordinates
+        .ok_or_else(|| TerritoryFileError::Coordinates {
+            id: id.to_owned(),
+            reason: "no coordinates member".to_owned(),
+        })?;
     let coord_err = |e: serde_json::Error| TerritoryFileError::Coordinates {
         id: id.to_owned(),
         reason: e.to_string(),
@@ -292,7 +303,11 @@ mod tests {
 
     fn one(json: &str) -> Result<RawTerritory, Vec<TerritoryFileError>> {
         let (mut t, p) = parse(json);
-        if p.is_empty() { Ok(t.remove(0)) } else { Err(p) }
+        if p.is_empty() {
+            Ok(t.remove(0))
+        } else {
+            Err(p)
+        }
     }
 
     #[test]
@@ -307,8 +322,10 @@ mod tests {
 
     #[test]
     fn feature_member_id_is_a_fallback() {
-        let t = one(r#"{"type":"FeatureCollection","features":[{"type":"Feature","id":"Y","properties":null,
-            "geometry":{"type":"Polygon","coordinates":[[[0,0],[1,0],[1,1],[0,0]]]}}]}"#)
+        let t = one(
+            r#"{"type":"FeatureCollection","features":[{"type":"Feature","id":"Y","properties":null,
+            "geometry":{"type":"Polygon","coordinates":[[[0,0],[1,0],[1,1],[0,0]]]}}]}"#,
+        )
         .expect("valid");
         assert_eq!(&*t.id, "Y");
     }

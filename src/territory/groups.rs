@@ -67,7 +67,11 @@ pub struct Group {
 impl Group {
     /// Whether `t` is a member at `now`.
     pub fn contains(&self, t: TerritoryId, now: DateTime<Utc>) -> bool {
-        self.always.contains(t) || self.dated.iter().any(|d| d.territory == t && d.holds_at(now))
+        self.always.contains(t)
+            || self
+                .dated
+                .iter()
+                .any(|d| d.territory == t && d.holds_at(now))
     }
 }
 
@@ -151,7 +155,10 @@ impl Groups {
         let mut errors = Vec::new();
         let mut out = Groups::default();
         let mut world = TerritorySet::with_capacity(territories.len());
-        for id in territories.ids().filter(|&id| territories.kind(id) == TerritoryKind::Country) {
+        for id in territories
+            .ids()
+            .filter(|&id| territories.kind(id) == TerritoryKind::Country)
+        {
             world.insert(id);
         }
         out.push(Group {
@@ -163,7 +170,10 @@ impl Groups {
         });
         for (code, g) in &raw.groups {
             for name in std::iter::once(code).chain(g.tis.as_ref()) {
-                if territories.id(name).is_some() || out.by_name.contains_key(name) || raw_name_clash(&raw, code, name) {
+                if territories.id(name).is_some()
+                    || out.by_name.contains_key(name)
+                    || raw_name_clash(&raw, code, name)
+                {
                     errors.push(GroupError::NameTaken {
                         group: code.clone(),
                         name: name.clone(),
@@ -197,7 +207,11 @@ impl Groups {
                 None => continue,
             }
         }
-        if errors.is_empty() { Ok(out) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(out)
+        } else {
+            Err(errors)
+        }
     }
 
     fn push(&mut self, g: Group) {
@@ -256,15 +270,15 @@ fn expand(
             RawMember::Plain(id) => (id, None, None),
             RawMember::Dated { id, from, until } => (id, from, until),
         };
-        if let (Some(f), Some(u)) = (from, until) {
-            if f > u {
-                errors.push(GroupError::BadDates {
-                    group: code.to_owned(),
-                    member: id.clone(),
-                });
-                ok = false;
-                continue;
-            }
+        if let (Some(f), Some(u)) = (from, until)
+            && f > u
+        {
+            errors.push(GroupError::BadDates {
+                group: code.to_owned(),
+                member: id.clone(),
+            });
+            ok = false;
+            continue;
         }
         if let Some(t) = territories.id(&id) {
             out.push(DatedMember {
@@ -273,8 +287,15 @@ fn expand(
                 until,
             });
         } else if id == WORLDWIDE || id == WORLDWIDE_TIS {
-            for t in territories.ids().filter(|&t| territories.kind(t) == TerritoryKind::Country) {
-                out.push(DatedMember { territory: t, from, until });
+            for t in territories
+                .ids()
+                .filter(|&t| territories.kind(t) == TerritoryKind::Country)
+            {
+                out.push(DatedMember {
+                    territory: t,
+                    from,
+                    until,
+                });
             }
         } else if let Some(inner) = raw
             .groups
@@ -321,11 +342,16 @@ mod tests {
     use super::*;
 
     fn table() -> Territories {
-        Territories::new(
-            ["AT", "BE", "GB", "HR", "IS", "NO", "X1"]
-                .iter()
-                .map(|c| (Box::from(*c), if *c == "X1" { TerritoryKind::Custom } else { TerritoryKind::Country })),
-        )
+        Territories::new(["AT", "BE", "GB", "HR", "IS", "NO", "X1"].iter().map(|c| {
+            (
+                Box::from(*c),
+                if *c == "X1" {
+                    TerritoryKind::Custom
+                } else {
+                    TerritoryKind::Country
+                },
+            )
+        }))
     }
 
     fn at(day: &str) -> DateTime<Utc> {
@@ -356,10 +382,17 @@ mod tests {
         let hr = t.id("HR").expect("HR");
         assert!(!eu.contains(hr, at("2013-06-30")));
         assert!(g.get("EEA").expect("EEA").contains(hr, at("2014-01-01")));
-        assert!(g.get("EEA").expect("EEA").contains(t.id("NO").expect("NO"), at("2000-01-01")));
+        assert!(
+            g.get("EEA")
+                .expect("EEA")
+                .contains(t.id("NO").expect("NO"), at("2000-01-01"))
+        );
         let world = g.get("2136").expect("world");
         assert!(world.contains(t.id("IS").expect("IS"), at("2000-01-01")));
-        assert!(!world.contains(t.id("X1").expect("X1"), at("2000-01-01")), "customs are not countries");
+        assert!(
+            !world.contains(t.id("X1").expect("X1"), at("2000-01-01")),
+            "customs are not countries"
+        );
     }
 
     #[test]
@@ -380,9 +413,23 @@ mod tests {
         )
         .expect_err("broken");
         let text: Vec<String> = e.iter().map(ToString::to_string).collect();
-        assert!(text.iter().any(|s| s.contains("\"AT\"") && s.contains("already taken")), "{text:?}");
-        assert!(text.iter().any(|s| s.contains("unknown territory or group \"ZZ\"")), "{text:?}");
-        assert!(text.iter().any(|s| s.contains("includes itself")), "{text:?}");
-        assert!(text.iter().any(|s| s.contains("from after until")), "{text:?}");
+        assert!(
+            text.iter()
+                .any(|s| s.contains("\"AT\"") && s.contains("already taken")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter()
+                .any(|s| s.contains("unknown territory or group \"ZZ\"")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter().any(|s| s.contains("includes itself")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter().any(|s| s.contains("from after until")),
+            "{text:?}"
+        );
     }
 }

@@ -29,6 +29,7 @@
 //! territory that touches -180 from the east, and +180 belongs to none (nothing lies east of it).
 
 use super::TerritoryId;
+use rayon::prelude::*;
 use robust::{Coord, orient2d};
 use smallvec::SmallVec;
 use std::collections::HashMap;
@@ -37,12 +38,12 @@ use std::ops::Range;
 /// Territories containing a point, sorted by id: the country (if any) first.
 pub type Hits = SmallVec<[TerritoryId; 4]>;
 
-const ROOT_LEVEL: u32 = 10;
+const ROOT_LEVEL: u32 = 11;
 const ROOT_N: usize = 1 << ROOT_LEVEL;
 const ROOT_ROWS: usize = ROOT_N / 2;
 const ROOT_SIZE: f64 = 360.0 / ROOT_N as f64;
 /// A leaf is split while it holds more edges than this (cost of a lookup vs. memory).
-const MAX_LEAF_EDGES: usize = 12;
+const MAX_LEAF_EDGES: usize = 32;
 /// Deepest level below a root cell: 0.35° / 2^16 ≈ 0.6 m.
 const MAX_DEPTH: u32 = 16;
 
@@ -74,10 +75,7 @@ struct Entry {
 
 /// The compiled point index over a list of territories.
 pub struct TerritoryIndex {
-    verts: Vec<Pt>,
-    /// Per territory, the vertex ranges of its closed rings; edge `e` joins `verts[e]` and
-    /// `verts[e + 1]`.
-    rings: Vec<Vec<Range<u32>>>,
+    geo: Geometry,
     roots: Vec<u32>,
     children: Vec<u32>,
     leaves: Vec<Leaf>,
@@ -193,77 +191,18 @@ fn on_segment(a: Pt, b: Pt, q: Pt) -> bool {
         && orient(a, b, q) == 0.0
 }
 
-impl TerritoryIndex {
-    /// Compiles the index. `territories[i]` holds the closed rings of `TerritoryId(i)`; rings
-    /// are read with the even-odd rule and must not cross the ±180° meridian (the loader checks).
-    ///
-    /// # Runtime
-    /// Linear in the vertices times the quadtree depth they reach: about half a second for the
-    /// default world (1.9 M vertices) on one core of the reference machine.
-    pub fn build(territories: &[Vec<Vec<Pt>>]) -> Self {
-        let mut verts = Vec::with_capacity(territories.iter().flatten().map(Vec::len).sum());
-        let mut rings = Vec::with_capacity(territories.len());
-        let mut all_edges = Vec::with_capacity(territories.len());
-        for t in territories {
-            let mut ranges = Vec::with_capacity(t.len());
-            let mut edges = Vec::new();
-            for ring in t {
-                let start = verts.len() as u32;
-                verts.extend_from_slice(ring);
-                let end = verts.len() as u32;
-                edges.extend(start..end.saturating_sub(1));
-                ranges.push(start..end);
-            }
-            rings.push(ranges);
-            all_edges.push(edges);
-        }
-        let mut ix = TerritoryIndex {
-            verts,
-            rings,
-            roots: vec![0; ROOT_N * ROOT_ROWS],
-            children: Vec::new(),
-            leaves: Vec::new(),
-            entries: Vec::new(),
-            edge_refs: Vec::new(),
-            sets: Vec::new(),
-        };
-        let mut interner = HashMap::new();
-        let world = Cell {
-            x0: -180.0,
-            y0: -180.0,
-            size: 360.0,
-        };
-        let center = world.center();
-        let active: Vec<Active> = all_edges
-            .into_iter()
-            .enumerate()
-            .filter(|(_, e)| !e.is_empty())
-            .map(|(i, edges)| {
-                let territory = TerritoryId(i as u16);
-                let state = ix.exact_state(territory, center, &edges);
-                Active {
-                    territory,
-                    state,
-                    edges,
-                }
-            })
-            .collect();
-        ix.top(world, 0, Vec::new(), active, &mut interner);
-        ix
-    }
+/// The stored rings: what the index answers about, and the slow path's input.
+struct Geometry {
+    verts: Vec<Pt>,
+    /// Per territory, the vertex ranges of its closed rings; edge `e` joins `verts[e]` and
+    /// `verts[e + 1]`.
+    rings: Vec<Vec<Range<u32>>>,
+}
 
-    /// Exact state of `p` for a territory, knowing the territory's edges near `p`.
-    fn exact_state(&self, t: TerritoryId, p: Pt, near: &[u32]) -> State {
-        let on = near
-            .iter()
-            .any(|&e| on_segment(self.verts[e as usize], self.verts[e as usize + 1], p));
-        if on {
-            State::OnBoundary
-        } else if self.pnpoly(t, p) {
-            State::Inside
-        } else {
-            State::Outside
-        }
+impl Geometry {
+    #[inline]
+    fn edge(&self, e: u32) -> (Pt, Pt) {
+        (self.verts[e as usize], self.verts[e as usize + 1])
     }
 
     /// The half-open crossing rule over every edge of territory `t` (the slow, exact path).
@@ -286,115 +225,168 @@ impl TerritoryIndex {
         inside
     }
 
-    fn intern(&mut self, mut set: Vec<TerritoryId>, interner: &mut HashMap<Vec<TerritoryId>, u32>) -> u32 {
-        set.sort_unstable();
-        if let Some(&id) = interner.get(&set) {
-            return id;
+    /// Exact state of `p` for a territory, knowing the territory's edges near `p`.
+    fn exact_state(&self, t: TerritoryId, p: Pt, near: &[u32]) -> State {
+        let on = near.iter().any(|&e| {
+            let (a, b) = self.edge(e);
+            on_segment(a, b, p)
+        });
+        if on {
+            State::OnBoundary
+        } else if self.pnpoly(t, p) {
+            State::Inside
+        } else {
+            State::Outside
         }
-        let id = self.sets.len() as u32;
-        self.sets.push(set.clone().into_boxed_slice());
-        interner.insert(set, id);
-        id
+    }
+
+    /// The state at `to`, knowing the state at `from` and that every edge crossing the
+    /// segment between them is in `edges`.
+    fn carry_state(&self, t: TerritoryId, known: State, from: Pt, to: Pt, edges: &[u32]) -> State {
+        let mut odd = false;
+        let mut on = false;
+        for &e in edges {
+            let (a, b) = self.edge(e);
+            match crossing(from, to, a, b) {
+                Crossing::No => {}
+                Crossing::Yes => odd = !odd,
+                Crossing::Degenerate => return self.exact_state(t, to, edges),
+            }
+            on = on || on_segment(a, b, to);
+        }
+        match (on, (known == State::Inside) != odd) {
+            (true, _) => State::OnBoundary,
+            (false, true) => State::Inside,
+            (false, false) => State::Outside,
+        }
     }
 
     /// Splits `cell` into its four children, carrying every active territory's state from the
     /// cell centre (a corner of each child) to the child centre.
-    fn split(&self, cell: &Cell, covering: &[TerritoryId], active: &[Active]) -> [(Cell, Vec<TerritoryId>, Vec<Active>); 4] {
+    fn split(
+        &self,
+        cell: &Cell,
+        covering: &[TerritoryId],
+        active: &[Active],
+    ) -> [(Cell, Vec<TerritoryId>, Vec<Active>); 4] {
         let from = cell.center();
-        std::array::from_fn(|q| {
-            let child = cell.child(q);
-            let to = child.center();
-            let mut cov = covering.to_vec();
-            let mut act = Vec::new();
-            for a in active {
-                let edges: Vec<u32> = a
-                    .edges
-                    .iter()
-                    .copied()
-                    .filter(|&e| touches_box(self.verts[e as usize], self.verts[e as usize + 1], &child))
-                    .collect();
+        let children: [Cell; 4] = std::array::from_fn(|q| cell.child(q));
+        let mut out: [(Cell, Vec<TerritoryId>, Vec<Active>); 4] =
+            std::array::from_fn(|q| (children[q], covering.to_vec(), Vec::new()));
+        for a in active {
+            // Distribute the edges: an edge whose bounding box stays on one side of both
+            // mid-lines touches exactly that child (it touches the parent); only edges whose
+            // box straddles a mid-line need the exact test.
+            let mut parts: [Vec<u32>; 4] = Default::default();
+            for &e in &a.edges {
+                let (p, q) = self.edge(e);
+                let west = p[0].min(q[0]) <= from[0];
+                let east = p[0].max(q[0]) >= from[0];
+                let south = p[1].min(q[1]) <= from[1];
+                let north = p[1].max(q[1]) >= from[1];
+                let straddles = (west && east) || (south && north);
+                for (k, part) in parts.iter_mut().enumerate() {
+                    let side_x = if k & 1 == 1 { east } else { west };
+                    let side_y = if k & 2 == 2 { north } else { south };
+                    if side_x && side_y && (!straddles || touches_box(p, q, &children[k])) {
+                        part.push(e);
+                    }
+                }
+            }
+            for (k, edges) in parts.into_iter().enumerate() {
+                let to = children[k].center();
                 let state = match a.state {
                     State::OnBoundary => self.exact_state(a.territory, to, &edges),
-                    known => {
-                        let mut odd = false;
-                        let mut degenerate = false;
-                        for &e in &edges {
-                            match crossing(from, to, self.verts[e as usize], self.verts[e as usize + 1]) {
-                                Crossing::No => {}
-                                Crossing::Yes => odd = !odd,
-                                Crossing::Degenerate => degenerate = true,
-                            }
-                        }
-                        if degenerate {
-                            self.exact_state(a.territory, to, &edges)
-                        } else {
-                            let inside = (known == State::Inside) != odd;
-                            let on = edges.iter().any(|&e| {
-                                on_segment(self.verts[e as usize], self.verts[e as usize + 1], to)
-                            });
-                            match (on, inside) {
-                                (true, _) => State::OnBoundary,
-                                (false, true) => State::Inside,
-                                (false, false) => State::Outside,
-                            }
-                        }
-                    }
+                    known => self.carry_state(a.territory, known, from, to, &edges),
                 };
                 if edges.is_empty() {
                     // No edge in the child: the whole child is on one side. (A boundary state
                     // cannot happen without an edge through the centre.)
                     if state == State::Inside {
-                        cov.push(a.territory);
+                        out[k].1.push(a.territory);
                     }
                 } else {
-                    act.push(Active {
+                    out[k].2.push(Active {
                         territory: a.territory,
                         state,
                         edges,
                     });
                 }
             }
-            (child, cov, act)
-        })
+        }
+        out
     }
 
-    /// Levels above the root grid: subdivide the world and fill the root cells.
-    fn top(&mut self, cell: Cell, level: u32, covering: Vec<TerritoryId>, active: Vec<Active>, interner: &mut HashMap<Vec<TerritoryId>, u32>) {
+    /// Levels above the root grid: subdivides the world (in parallel) down to root cells.
+    fn top(
+        &self,
+        cell: Cell,
+        level: u32,
+        covering: Vec<TerritoryId>,
+        active: Vec<Active>,
+    ) -> Vec<RootTask> {
         if level == ROOT_LEVEL || active.is_empty() {
-            let node = if level == ROOT_LEVEL {
-                self.node(cell, 0, covering, active, interner)
-            } else {
-                let s = self.intern(covering, interner);
-                (s << 2) | TAG_UNIFORM
-            };
-            // Fill every root cell under `cell` (within latitude ±90).
-            let col0 = ((cell.x0 + 180.0) / ROOT_SIZE) as usize;
-            let n = (cell.size / ROOT_SIZE) as usize;
-            let row_lo = ((cell.y0.max(-90.0) + 90.0) / ROOT_SIZE) as usize;
-            let row_hi = (((cell.y0 + cell.size).min(90.0) + 90.0) / ROOT_SIZE) as usize;
-            for row in row_lo..row_hi {
-                for col in col0..col0 + n {
-                    self.roots[row * ROOT_N + col] = node;
-                }
-            }
-            return;
+            return vec![RootTask {
+                cell,
+                covering,
+                active,
+            }];
         }
-        for (child, cov, act) in self.split(&cell, &covering, &active) {
-            if child.y0 >= 90.0 || child.y0 + child.size <= -90.0 {
-                continue;
-            }
-            self.top(child, level + 1, cov, act, interner);
+        self.split(&cell, &covering, &active)
+            .into_par_iter()
+            .filter(|(child, _, _)| child.y0 < 90.0 && child.y0 + child.size > -90.0)
+            .flat_map_iter(|(child, cov, act)| self.top(child, level + 1, cov, act))
+            .collect()
+    }
+}
+
+/// A cell at or above root level, with what is known of it, waiting for its quadtree.
+struct RootTask {
+    cell: Cell,
+    covering: Vec<TerritoryId>,
+    active: Vec<Active>,
+}
+
+/// The quadtree storage. Each root cell's tree is built in its own arena (in parallel), then
+/// the arenas are appended to one.
+#[derive(Default)]
+struct Arena {
+    children: Vec<u32>,
+    leaves: Vec<Leaf>,
+    entries: Vec<Entry>,
+    edge_refs: Vec<u32>,
+    sets: Vec<Box<[TerritoryId]>>,
+    interner: HashMap<Box<[TerritoryId]>, u32>,
+}
+
+impl Arena {
+    fn intern(&mut self, mut set: Vec<TerritoryId>) -> u32 {
+        set.sort_unstable();
+        if let Some(&id) = self.interner.get(set.as_slice()) {
+            return id;
         }
+        let id = self.sets.len() as u32;
+        let set = set.into_boxed_slice();
+        self.sets.push(set.clone());
+        self.interner.insert(set, id);
+        id
     }
 
-    /// Builds the quadtree below a root cell; returns its node reference.
-    fn node(&mut self, cell: Cell, depth: u32, covering: Vec<TerritoryId>, active: Vec<Active>, interner: &mut HashMap<Vec<TerritoryId>, u32>) -> u32 {
+    /// Builds the quadtree below a cell; returns its node reference.
+    fn node(
+        &mut self,
+        geo: &Geometry,
+        cell: Cell,
+        depth: u32,
+        covering: Vec<TerritoryId>,
+        active: Vec<Active>,
+    ) -> u32 {
         if active.is_empty() {
-            return (self.intern(covering, interner) << 2) | TAG_UNIFORM;
+            return (self.intern(covering) << 2) | TAG_UNIFORM;
         }
         let edges: usize = active.iter().map(|a| a.edges.len()).sum();
         if edges <= MAX_LEAF_EDGES || depth >= MAX_DEPTH {
-            let covering = self.intern(covering, interner);
+            let covering = self.intern(covering);
             let start = self.entries.len() as u32;
             for a in active {
                 let e0 = self.edge_refs.len() as u32;
@@ -415,11 +407,128 @@ impl TerritoryIndex {
         }
         let at = self.children.len();
         self.children.extend_from_slice(&[0; 4]);
-        for (q, (child, cov, act)) in self.split(&cell, &covering, &active).into_iter().enumerate() {
-            let r = self.node(child, depth + 1, cov, act, interner);
+        for (q, (child, cov, act)) in geo.split(&cell, &covering, &active).into_iter().enumerate() {
+            let r = self.node(geo, child, depth + 1, cov, act);
             self.children[at + q] = r;
         }
         ((at as u32) << 2) | TAG_SPLIT
+    }
+
+    /// Appends `other`, returning `other_ref` rewritten to point into `self`.
+    fn append(&mut self, other: Arena, other_ref: u32) -> u32 {
+        let set_map: Vec<u32> = other
+            .sets
+            .into_iter()
+            .map(|s| self.intern(s.into_vec()))
+            .collect();
+        let (child_off, leaf_off) = (self.children.len() as u32, self.leaves.len() as u32);
+        let (entry_off, edge_off) = (self.entries.len() as u32, self.edge_refs.len() as u32);
+        let fix = |r: u32| {
+            let payload = r >> 2;
+            match r & 3 {
+                TAG_UNIFORM => (set_map[payload as usize] << 2) | TAG_UNIFORM,
+                TAG_SPLIT => ((payload + child_off) << 2) | TAG_SPLIT,
+                _ => ((payload + leaf_off) << 2) | TAG_LEAF,
+            }
+        };
+        self.children.extend(other.children.iter().map(|&r| fix(r)));
+        self.leaves.extend(other.leaves.into_iter().map(|l| Leaf {
+            center: l.center,
+            covering: set_map[l.covering as usize],
+            entries: l.entries.start + entry_off..l.entries.end + entry_off,
+        }));
+        self.entries
+            .extend(other.entries.into_iter().map(|e| Entry {
+                territory: e.territory,
+                state: e.state,
+                edges: e.edges.start + edge_off..e.edges.end + edge_off,
+            }));
+        self.edge_refs.extend_from_slice(&other.edge_refs);
+        fix(other_ref)
+    }
+}
+
+impl TerritoryIndex {
+    /// Compiles the index. `territories[i]` holds the closed rings of `TerritoryId(i)`; rings
+    /// are read with the even-odd rule and must not cross the ±180° meridian (the loader checks).
+    ///
+    /// # Runtime
+    /// Linear in the vertices times the quadtree depth they reach; the root cells' trees are
+    /// built in parallel. See `benches/README.md` for the default world's figure.
+    pub fn build(territories: &[Vec<Vec<Pt>>]) -> Self {
+        let mut verts = Vec::with_capacity(territories.iter().flatten().map(Vec::len).sum());
+        let mut rings = Vec::with_capacity(territories.len());
+        let mut all_edges = Vec::with_capacity(territories.len());
+        for t in territories {
+            let mut ranges = Vec::with_capacity(t.len());
+            let mut edges = Vec::new();
+            for ring in t {
+                let start = verts.len() as u32;
+                verts.extend_from_slice(ring);
+                let end = verts.len() as u32;
+                edges.extend(start..end.saturating_sub(1));
+                ranges.push(start..end);
+            }
+            rings.push(ranges);
+            all_edges.push(edges);
+        }
+        let geo = Geometry { verts, rings };
+        let world = Cell {
+            x0: -180.0,
+            y0: -180.0,
+            size: 360.0,
+        };
+        let center = world.center();
+        let active: Vec<Active> = all_edges
+            .into_par_iter()
+            .enumerate()
+            .filter(|(_, e)| !e.is_empty())
+            .map(|(i, edges)| {
+                let territory = TerritoryId(i as u16);
+                let state = geo.exact_state(territory, center, &edges);
+                Active {
+                    territory,
+                    state,
+                    edges,
+                }
+            })
+            .collect();
+        let tasks = geo.top(world, 0, Vec::new(), active);
+        let built: Vec<(Cell, Arena, u32)> = tasks
+            .into_par_iter()
+            .map(|t| {
+                let mut arena = Arena::default();
+                let r = if t.cell.size > ROOT_SIZE {
+                    // A uniform cell above root level: one node for all its root cells.
+                    (arena.intern(t.covering) << 2) | TAG_UNIFORM
+                } else {
+                    arena.node(&geo, t.cell, 0, t.covering, t.active)
+                };
+                (t.cell, arena, r)
+            })
+            .collect();
+        let mut arena = Arena::default();
+        let mut roots = vec![0; ROOT_N * ROOT_ROWS];
+        for (cell, part, r) in built {
+            let node = arena.append(part, r);
+            // Fill every root cell under `cell` (within latitude ±90).
+            let col0 = ((cell.x0 + 180.0) / ROOT_SIZE) as usize;
+            let n = ((cell.size / ROOT_SIZE) as usize).max(1);
+            let row_lo = ((cell.y0.max(-90.0) + 90.0) / ROOT_SIZE) as usize;
+            let row_hi = (((cell.y0 + cell.size).min(90.0) + 90.0) / ROOT_SIZE) as usize;
+            for row in row_lo..row_hi {
+                roots[row * ROOT_N + col0..row * ROOT_N + col0 + n].fill(node);
+            }
+        }
+        TerritoryIndex {
+            geo,
+            roots,
+            children: arena.children,
+            leaves: arena.leaves,
+            entries: arena.entries,
+            edge_refs: arena.edge_refs,
+            sets: arena.sets,
+        }
     }
 
     /// Every territory containing the point `[longitude, latitude]`, the country first.
@@ -447,14 +556,16 @@ impl TerritoryIndex {
                 }
                 TAG_SPLIT => {
                     let h = cell.size * 0.5;
-                    let q = usize::from(p[0] >= cell.x0 + h) | (usize::from(p[1] >= cell.y0 + h) << 1);
+                    let q =
+                        usize::from(p[0] >= cell.x0 + h) | (usize::from(p[1] >= cell.y0 + h) << 1);
                     cell = cell.child(q);
                     node = self.children[payload + q];
                 }
                 _ => {
                     let leaf = &self.leaves[payload];
                     hits.extend_from_slice(&self.sets[leaf.covering as usize]);
-                    for en in &self.entries[leaf.entries.start as usize..leaf.entries.end as usize] {
+                    for en in &self.entries[leaf.entries.start as usize..leaf.entries.end as usize]
+                    {
                         if self.entry_contains(leaf.center, en, p) {
                             hits.push(en.territory);
                         }
@@ -469,15 +580,15 @@ impl TerritoryIndex {
     #[inline]
     fn entry_contains(&self, center: Pt, en: &Entry, p: Pt) -> bool {
         if en.state == State::OnBoundary {
-            return self.pnpoly(en.territory, p);
+            return self.geo.pnpoly(en.territory, p);
         }
         let mut odd = false;
         for &e in &self.edge_refs[en.edges.start as usize..en.edges.end as usize] {
-            let (a, b) = (self.verts[e as usize], self.verts[e as usize + 1]);
+            let (a, b) = (self.geo.verts[e as usize], self.geo.verts[e as usize + 1]);
             match crossing(center, p, a, b) {
                 Crossing::No => {}
                 Crossing::Yes => odd = !odd,
-                Crossing::Degenerate => return self.pnpoly(en.territory, p),
+                Crossing::Degenerate => return self.geo.pnpoly(en.territory, p),
             }
         }
         (en.state == State::Inside) != odd
@@ -489,17 +600,22 @@ impl TerritoryIndex {
         if !((-180.0..=180.0).contains(&p[0]) && (-90.0..=90.0).contains(&p[1])) {
             return Hits::new();
         }
-        (0..self.rings.len())
+        (0..self.geo.rings.len())
             .map(|i| TerritoryId(i as u16))
-            .filter(|&t| self.pnpoly(t, p))
+            .filter(|&t| self.geo.pnpoly(t, p))
             .collect()
     }
 
     /// Size figures of the index.
     pub fn stats(&self) -> IndexStats {
         let set_bytes: usize = self.sets.iter().map(|s| s.len() * 2 + 16).sum();
-        let heap_bytes = self.verts.len() * 16
-            + self.rings.iter().map(|r| r.len() * 8 + 24).sum::<usize>()
+        let heap_bytes = self.geo.verts.len() * 16
+            + self
+                .geo
+                .rings
+                .iter()
+                .map(|r| r.len() * 8 + 24)
+                .sum::<usize>()
             + self.roots.len() * 4
             + self.children.len() * 4
             + self.leaves.len() * std::mem::size_of::<Leaf>()
@@ -507,7 +623,7 @@ impl TerritoryIndex {
             + self.edge_refs.len() * 4
             + set_bytes;
         IndexStats {
-            vertices: self.verts.len(),
+            vertices: self.geo.verts.len(),
             nodes: self.children.len(),
             leaves: self.leaves.len(),
             edge_refs: self.edge_refs.len(),
@@ -517,10 +633,10 @@ impl TerritoryIndex {
 
     /// Area of a territory in square degrees (shoelace, even-odd rings): for `diff` reports.
     pub fn area_deg2(&self, t: TerritoryId) -> f64 {
-        self.rings[t.index()]
+        self.geo.rings[t.index()]
             .iter()
             .map(|r| {
-                let ring = &self.verts[r.start as usize..r.end as usize];
+                let ring = &self.geo.verts[r.start as usize..r.end as usize];
                 ring.windows(2)
                     .map(|w| w[0][0] * w[1][1] - w[1][0] * w[0][1])
                     .sum::<f64>()
@@ -536,7 +652,13 @@ mod tests {
     use super::*;
 
     fn square(x0: f64, y0: f64, s: f64) -> Vec<Pt> {
-        vec![[x0, y0], [x0 + s, y0], [x0 + s, y0 + s], [x0, y0 + s], [x0, y0]]
+        vec![
+            [x0, y0],
+            [x0 + s, y0],
+            [x0 + s, y0 + s],
+            [x0, y0 + s],
+            [x0, y0],
+        ]
     }
 
     fn ids(h: &Hits) -> Vec<u16> {
@@ -546,11 +668,19 @@ mod tests {
     #[test]
     fn holes_islands_and_overlaps() {
         // 0: a square with a hole and an island in the hole; 1: a custom area across 0's edge.
-        let t0 = vec![square(0.0, 0.0, 10.0), square(2.0, 2.0, 6.0), square(4.0, 4.0, 2.0)];
+        let t0 = vec![
+            square(0.0, 0.0, 10.0),
+            square(2.0, 2.0, 6.0),
+            square(4.0, 4.0, 2.0),
+        ];
         let t1 = vec![square(8.0, 8.0, 4.0)];
         let ix = TerritoryIndex::build(&[t0, t1]);
         assert_eq!(ids(&ix.locate([1.0, 1.0])), [0]);
-        assert_eq!(ids(&ix.locate([3.0, 3.0])), Vec::<u16>::new(), "in the hole");
+        assert_eq!(
+            ids(&ix.locate([3.0, 3.0])),
+            Vec::<u16>::new(),
+            "in the hole"
+        );
         assert_eq!(ids(&ix.locate([5.0, 5.0])), [0], "island in the hole");
         assert_eq!(ids(&ix.locate([9.0, 9.0])), [0, 1]);
         assert_eq!(ids(&ix.locate([11.0, 11.0])), [1]);
@@ -560,11 +690,23 @@ mod tests {
     #[test]
     fn border_rule_east_and_north_win() {
         // Two squares sharing the edge x = 1; two sharing y = 1.
-        let ix = TerritoryIndex::build(&[vec![square(0.0, 0.0, 1.0)], vec![square(1.0, 0.0, 1.0)], vec![square(0.0, 1.0, 1.0)]]);
+        let ix = TerritoryIndex::build(&[
+            vec![square(0.0, 0.0, 1.0)],
+            vec![square(1.0, 0.0, 1.0)],
+            vec![square(0.0, 1.0, 1.0)],
+        ]);
         assert_eq!(ids(&ix.locate([1.0, 0.5])), [1], "on x=1: the eastern one");
         assert_eq!(ids(&ix.locate([0.5, 1.0])), [2], "on y=1: the northern one");
-        assert_eq!(ids(&ix.locate([0.0, 0.5])), [0], "west edge of 0 belongs to 0");
-        assert_eq!(ids(&ix.locate([2.0, 0.5])), Vec::<u16>::new(), "east edge of 1 belongs to nobody");
+        assert_eq!(
+            ids(&ix.locate([0.0, 0.5])),
+            [0],
+            "west edge of 0 belongs to 0"
+        );
+        assert_eq!(
+            ids(&ix.locate([2.0, 0.5])),
+            Vec::<u16>::new(),
+            "east edge of 1 belongs to nobody"
+        );
         for p in [[1.0, 0.5], [0.5, 1.0], [0.0, 0.5], [0.5, 0.5], [1.5, 0.25]] {
             assert_eq!(ix.locate(p), ix.locate_slow(p), "{p:?}");
         }
@@ -573,7 +715,8 @@ mod tests {
     #[test]
     fn antimeridian_parts() {
         // One territory in two parts touching ±180.
-        let ix = TerritoryIndex::build(&[vec![square(170.0, -20.0, 10.0), square(-180.0, -20.0, 5.0)]]);
+        let ix =
+            TerritoryIndex::build(&[vec![square(170.0, -20.0, 10.0), square(-180.0, -20.0, 5.0)]]);
         assert_eq!(ids(&ix.locate([179.9, -17.0])), [0]);
         assert_eq!(ids(&ix.locate([-179.9, -17.0])), [0]);
         assert_eq!(ids(&ix.locate([-180.0, -17.0])), [0]);
@@ -611,6 +754,9 @@ mod tests {
                 inside += fast.len();
             }
         }
-        assert!(inside > 20_000, "a good share of the grid is inside: {inside}");
+        assert!(
+            inside > 20_000,
+            "a good share of the grid is inside: {inside}"
+        );
     }
 }

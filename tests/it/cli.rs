@@ -12,7 +12,9 @@ fn run(args: &[&str], stdin: Option<&str>) -> Output {
         .spawn()
         .expect("binary runs");
     let mut input = child.stdin.take().expect("stdin");
-    input.write_all(stdin.unwrap_or("").as_bytes()).expect("write stdin");
+    input
+        .write_all(stdin.unwrap_or("").as_bytes())
+        .expect("write stdin");
     drop(input);
     child.wait_with_output().expect("finishes")
 }
@@ -30,12 +32,17 @@ fn where_prints_country_first_then_custom() {
     assert!(o.status.success());
     assert_eq!(stdout(&o), "", "nothing for the open sea");
     let o = run(&["where", "--lat", "95", "--lon", "0"], None);
-    assert_eq!(o.status.code(), Some(2), "latitude out of range is bad input");
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "latitude out of range is bad input"
+    );
 }
 
 #[test]
 fn where_batch_streams_in_order_and_skips_a_header() {
-    let input = "lat,lon,name\n47.6964,8.6906,busingen\n0,-140\n47.62,9.45\nnot,a number\n-18.2,-178.8\n";
+    let input =
+        "lat,lon,name\n47.6964,8.6906,busingen\n0,-140\n47.62,9.45\nnot,a number\n-18.2,-178.8\n";
     let o = run(&["where", "--batch"], Some(input));
     assert_eq!(
         stdout(&o),
@@ -48,8 +55,17 @@ fn where_batch_streams_in_order_and_skips_a_header() {
 #[test]
 fn check_exit_codes_and_json() {
     // Alpenglow is licensed in DACH only.
-    let base = ["check", "--track", "QZNW52400010", "--at", "2025-06-01T00:00:00Z"];
-    let o = run(&[&base[..], &["--lat", "48.2082", "--lon", "16.3738"]].concat(), None);
+    let base = [
+        "check",
+        "--track",
+        "QZNW52400010",
+        "--at",
+        "2025-06-01T00:00:00Z",
+    ];
+    let o = run(
+        &[&base[..], &["--lat", "48.2082", "--lon", "16.3738"]].concat(),
+        None,
+    );
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
     assert_eq!(v["decision"], "allow");
@@ -59,19 +75,56 @@ fn check_exit_codes_and_json() {
     let o = run(&[&base[..], &["--country", "FR"]].concat(), None);
     assert_eq!(o.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
-    assert_eq!((v["decision"].as_str(), v["reason"].as_str()), (Some("deny"), Some("not_licensed_in_territory")));
-    let o = run(&["check", "--track", "QZNW52400003", "--country", "DE"], None);
+    assert_eq!(
+        (v["decision"].as_str(), v["reason"].as_str()),
+        (Some("deny"), Some("not_licensed_in_territory"))
+    );
+    let o = run(
+        &["check", "--track", "QZNW52400003", "--country", "DE"],
+        None,
+    );
     assert_eq!(o.status.code(), Some(1));
     assert!(stdout(&o).contains("\"taken_down\""));
-    assert_eq!(run(&["check", "--track", "X", "--country", "ZZ"], None).status.code(), Some(2));
-    assert_eq!(run(&["check", "--track", "X", "--lat", "1"], None).status.code(), Some(2));
-    assert_eq!(run(&["check", "--track", "X", "--country", "DE", "--use", "karaoke"], None).status.code(), Some(2));
+    assert_eq!(
+        run(&["check", "--track", "X", "--country", "ZZ"], None)
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(
+        run(&["check", "--track", "X", "--lat", "1"], None)
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(
+        run(
+            &[
+                "check",
+                "--track",
+                "X",
+                "--country",
+                "DE",
+                "--use",
+                "karaoke"
+            ],
+            None
+        )
+        .status
+        .code(),
+        Some(2)
+    );
 }
 
 #[test]
 fn validate_embedded_and_a_broken_directory() {
     let o = run(&["validate"], None);
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert!(stdout(&o).starts_with("ok: "));
 
     let dir = tempfile::tempdir().expect("tempdir");
@@ -88,7 +141,10 @@ fn validate_embedded_and_a_broken_directory() {
     let o = run(&["validate", d], None);
     assert_eq!(o.status.code(), Some(1));
     let out = stdout(&o);
-    assert!(out.contains("countries.geojson") && out.contains("FR"), "{out}");
+    assert!(
+        out.contains("countries.geojson") && out.contains("FR"),
+        "{out}"
+    );
     let o = run(&["validate", d, "--json"], None);
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
     assert_eq!(v["ok"], false);

@@ -55,7 +55,10 @@ fn include_list_licenses_only_listed_territories() {
     assert_eq!(w.territories.code(d.territory.expect("territory")), "DE");
     assert_eq!(w.licenses.deal(d.deal.expect("deal")).id.as_ref(), "d");
     let d = decide_at(&w, "T1", OnDemandStream, Premium, IN_FR, NOW);
-    assert_eq!((d.verdict, d.reason), (Verdict::Deny, Reason::NotLicensedInTerritory));
+    assert_eq!(
+        (d.verdict, d.reason),
+        (Verdict::Deny, Reason::NotLicensedInTerritory)
+    );
     assert_eq!(w.territories.code(d.territory.expect("territory")), "FR");
 }
 
@@ -69,15 +72,30 @@ fn exclude_list_is_worldwide_minus_those() {
         deals = [{ id = "d", excluded_territories = ["FR", "ZONE"], start = "2020-01-01", uses = ["on_demand_stream"] }]
         "#,
     );
-    assert_eq!(decide_at(&w, "T1", OnDemandStream, Premium, IN_DE, NOW).verdict, Verdict::Allow);
-    assert_eq!(decide_at(&w, "T1", OnDemandStream, Premium, IN_GB, NOW).verdict, Verdict::Allow);
+    assert_eq!(
+        decide_at(&w, "T1", OnDemandStream, Premium, IN_DE, NOW).verdict,
+        Verdict::Allow
+    );
+    assert_eq!(
+        decide_at(&w, "T1", OnDemandStream, Premium, IN_GB, NOW).verdict,
+        Verdict::Allow
+    );
     let d = decide_at(&w, "T1", OnDemandStream, Premium, IN_FR, NOW);
-    assert_eq!((d.verdict, d.reason), (Verdict::Deny, Reason::NotLicensedInTerritory));
+    assert_eq!(
+        (d.verdict, d.reason),
+        (Verdict::Deny, Reason::NotLicensedInTerritory)
+    );
     // DE is not excluded, but the custom territory the point is also in is.
     let d = decide_at(&w, "T1", OnDemandStream, Premium, IN_DE_ZONE, NOW);
-    assert_eq!((d.verdict, d.reason), (Verdict::Deny, Reason::NotLicensedInTerritory));
+    assert_eq!(
+        (d.verdict, d.reason),
+        (Verdict::Deny, Reason::NotLicensedInTerritory)
+    );
     let d = decide_at(&w, "T1", OnDemandStream, Premium, NOWHERE, NOW);
-    assert_eq!((d.verdict, d.reason, d.territory), (Verdict::Deny, Reason::NoTerritory, None));
+    assert_eq!(
+        (d.verdict, d.reason, d.territory),
+        (Verdict::Deny, Reason::NoTerritory, None)
+    );
 }
 
 #[test]
@@ -95,11 +113,24 @@ fn worldwide_and_tis_aliases() {
         "#,
     );
     for p in [IN_DE, IN_FR, IN_GB] {
-        assert_eq!(decide_at(&w, "T1", OnDemandStream, Free, p, NOW).verdict, Verdict::Allow);
+        assert_eq!(
+            decide_at(&w, "T1", OnDemandStream, Free, p, NOW).verdict,
+            Verdict::Allow
+        );
     }
-    assert_eq!(decide_at(&w, "T1", OnDemandStream, Free, NOWHERE, NOW).reason, Reason::NoTerritory);
-    assert_eq!(decide_at(&w, "T2", OnDemandStream, Free, IN_FR, NOW).verdict, Verdict::Allow);
-    assert_eq!(decide_at(&w, "T2", OnDemandStream, Free, IN_GB, NOW).verdict, Verdict::Deny, "GB left the EU");
+    assert_eq!(
+        decide_at(&w, "T1", OnDemandStream, Free, NOWHERE, NOW).reason,
+        Reason::NoTerritory
+    );
+    assert_eq!(
+        decide_at(&w, "T2", OnDemandStream, Free, IN_FR, NOW).verdict,
+        Verdict::Allow
+    );
+    assert_eq!(
+        decide_at(&w, "T2", OnDemandStream, Free, IN_GB, NOW).verdict,
+        Verdict::Deny,
+        "GB left the EU"
+    );
 }
 
 #[test]
@@ -112,8 +143,30 @@ fn dated_group_membership_follows_the_decision_time() {
         deals = [{ id = "d", territories = ["EU"], start = "2010-01-01", uses = ["on_demand_stream"] }]
         "#,
     );
-    assert_eq!(decide_at(&w, "T1", OnDemandStream, Free, IN_GB, "2020-01-31T23:59:59Z").verdict, Verdict::Allow);
-    assert_eq!(decide_at(&w, "T1", OnDemandStream, Free, IN_GB, "2020-02-01T00:00:00Z").verdict, Verdict::Deny);
+    assert_eq!(
+        decide_at(
+            &w,
+            "T1",
+            OnDemandStream,
+            Free,
+            IN_GB,
+            "2020-01-31T23:59:59Z"
+        )
+        .verdict,
+        Verdict::Allow
+    );
+    assert_eq!(
+        decide_at(
+            &w,
+            "T1",
+            OnDemandStream,
+            Free,
+            IN_GB,
+            "2020-02-01T00:00:00Z"
+        )
+        .verdict,
+        Verdict::Deny
+    );
 }
 
 #[test]
@@ -131,13 +184,25 @@ fn validity_windows_are_inclusive_and_may_be_open() {
         "#,
     );
     let dec = |t, now| decide_at(&w, t, OnDemandStream, Premium, IN_DE, now);
-    assert_eq!(dec("T1", "2024-12-31T23:59:59Z").reason, Reason::OutsideValidityWindow);
+    assert_eq!(
+        dec("T1", "2024-12-31T23:59:59Z").reason,
+        Reason::OutsideValidityWindow
+    );
     assert_eq!(dec("T1", "2025-01-01T00:00:00Z").verdict, Verdict::Allow);
     let last = dec("T1", "2025-12-31T23:59:59Z");
     assert_eq!(last.verdict, Verdict::Allow);
-    assert_eq!(last.valid_until.map(|t| t.to_rfc3339()), Some("2025-12-31T23:59:59.999999999+00:00".to_owned()));
-    assert_eq!(dec("T1", "2026-01-01T00:00:00Z").reason, Reason::OutsideValidityWindow);
-    assert_eq!(dec("T2", "2025-03-01T09:59:59Z").reason, Reason::OutsideValidityWindow);
+    assert_eq!(
+        last.valid_until.map(|t| t.to_rfc3339()),
+        Some("2025-12-31T23:59:59.999999999+00:00".to_owned())
+    );
+    assert_eq!(
+        dec("T1", "2026-01-01T00:00:00Z").reason,
+        Reason::OutsideValidityWindow
+    );
+    assert_eq!(
+        dec("T2", "2025-03-01T09:59:59Z").reason,
+        Reason::OutsideValidityWindow
+    );
     let open = dec("T2", "2099-01-01T00:00:00Z");
     assert_eq!((open.verdict, open.valid_until), (Verdict::Allow, None));
 }
@@ -161,7 +226,10 @@ fn uses_and_tiers_and_commercial_models() {
     assert_eq!(dec(NonInteractiveStream, Free).verdict, Verdict::Allow);
     assert_eq!(dec(Download, Premium).reason, Reason::UseNotLicensed);
     // Territory failures come before use failures.
-    assert_eq!(decide_at(&w, "T1", Download, Free, IN_FR, NOW).reason, Reason::NotLicensedInTerritory);
+    assert_eq!(
+        decide_at(&w, "T1", Download, Free, IN_FR, NOW).reason,
+        Reason::NotLicensedInTerritory
+    );
 }
 
 #[test]
@@ -198,13 +266,26 @@ fn takedown_in_toml_and_in_bulk() {
         vec![("licenses/bulk.csv", csv)],
     )
     .expect("valid");
-    assert_eq!(decide_at(&w, "T1", OnDemandStream, Free, IN_DE, NOW).verdict, Verdict::Allow);
+    assert_eq!(
+        decide_at(&w, "T1", OnDemandStream, Free, IN_DE, NOW).verdict,
+        Verdict::Allow
+    );
     let d = decide_at(&w, "T2", OnDemandStream, Free, IN_DE, NOW);
     assert_eq!((d.verdict, d.reason), (Verdict::Deny, Reason::TakenDown));
-    assert_eq!(decide_at(&w, "T4", OnDemandStream, Free, IN_DE, NOW).reason, Reason::TakenDown, "bulk takedown");
+    assert_eq!(
+        decide_at(&w, "T4", OnDemandStream, Free, IN_DE, NOW).reason,
+        Reason::TakenDown,
+        "bulk takedown"
+    );
     // A bulk track known only from the CSV, with two deals.
-    assert_eq!(decide_at(&w, "T9", OnDemandStream, Free, IN_FR, NOW).verdict, Verdict::Allow);
-    assert_eq!(decide_at(&w, "T9", OnDemandStream, Free, IN_GB, NOW).reason, Reason::NotLicensedInTerritory);
+    assert_eq!(
+        decide_at(&w, "T9", OnDemandStream, Free, IN_FR, NOW).verdict,
+        Verdict::Allow
+    );
+    assert_eq!(
+        decide_at(&w, "T9", OnDemandStream, Free, IN_GB, NOW).reason,
+        Reason::NotLicensedInTerritory
+    );
 }
 
 #[test]
@@ -240,7 +321,10 @@ fn most_specific_selector_wins() {
     assert_eq!(only("T2"), ["FR"], "release beats label");
     assert_eq!(only("T3"), ["GB"], "label beats catalog");
     assert_eq!(only("T4"), ["US"], "catalog default");
-    assert_eq!(decide_at(&w, "NOPE", OnDemandStream, Free, IN_DE, NOW).reason, Reason::UnknownTrack);
+    assert_eq!(
+        decide_at(&w, "NOPE", OnDemandStream, Free, IN_DE, NOW).reason,
+        Reason::UnknownTrack
+    );
 }
 
 #[test]
@@ -255,7 +339,10 @@ fn no_deal_means_no_deal() {
     );
     let d = decide_at(&w, "T5", OnDemandStream, Free, IN_DE, NOW);
     assert_eq!((d.verdict, d.reason), (Verdict::Deny, Reason::NoDeal));
-    assert_eq!(decide_at(&w, "UNLISTED", OnDemandStream, Free, IN_DE, NOW).reason, Reason::UnknownTrack);
+    assert_eq!(
+        decide_at(&w, "UNLISTED", OnDemandStream, Free, IN_DE, NOW).reason,
+        Reason::UnknownTrack
+    );
 }
 
 #[test]
@@ -272,9 +359,20 @@ fn newer_deal_set_replaces_the_older_entirely() {
         deals = [{ id = "old", territories = ["DE", "FR"], start = "2020-01-01", uses = ["on_demand_stream", "download"] }]
         "#,
     );
-    assert_eq!(decide_at(&w, "T1", OnDemandStream, Free, IN_FR, NOW).verdict, Verdict::Allow);
-    assert_eq!(decide_at(&w, "T1", OnDemandStream, Free, IN_DE, NOW).reason, Reason::NotLicensedInTerritory, "old DE deal is gone");
-    assert_eq!(decide_at(&w, "T1", Download, Free, IN_FR, NOW).reason, Reason::UseNotLicensed, "old download right is gone");
+    assert_eq!(
+        decide_at(&w, "T1", OnDemandStream, Free, IN_FR, NOW).verdict,
+        Verdict::Allow
+    );
+    assert_eq!(
+        decide_at(&w, "T1", OnDemandStream, Free, IN_DE, NOW).reason,
+        Reason::NotLicensedInTerritory,
+        "old DE deal is gone"
+    );
+    assert_eq!(
+        decide_at(&w, "T1", Download, Free, IN_FR, NOW).reason,
+        Reason::UseNotLicensed,
+        "old download right is gone"
+    );
 }
 
 #[test]
@@ -291,7 +389,10 @@ fn custom_territory_licenses_inside_a_country() {
     let d = decide_at(&w, "T1", OnDemandStream, Free, IN_DE_ZONE, NOW);
     assert_eq!(d.verdict, Verdict::Allow);
     assert_eq!(w.territories.code(d.territory.expect("territory")), "ZONE");
-    assert_eq!(decide_at(&w, "T1", OnDemandStream, Free, IN_DE, NOW).verdict, Verdict::Deny);
+    assert_eq!(
+        decide_at(&w, "T1", OnDemandStream, Free, IN_DE, NOW).verdict,
+        Verdict::Deny
+    );
 }
 
 #[test]
@@ -350,20 +451,64 @@ fn validate_reports_deal_problems_by_file_and_deal() {
         updated = "2025-01-01"
         deals = []
         "#,
-        vec![("licenses/bulk.csv", b"track_id,deal_id\nT7,nosuch\n,dup\n".to_vec())],
+        vec![(
+            "licenses/bulk.csv",
+            b"track_id,deal_id\nT7,nosuch\n,dup\n".to_vec(),
+        )],
     );
     let has = |needle: &[&str]| p.iter().any(|s| needle.iter().all(|n| s.contains(n)));
-    assert!(has(&["licenses/test.toml", "deal \"both\"", "both territories and excluded_territories"]), "{p:#?}");
-    assert!(has(&["deal \"unknown-territory\"", "unknown territory or group QQ, MARS"]), "{p:#?}");
-    assert!(has(&["deal \"backwards\"", "end is before start"]), "{p:#?}");
-    assert!(has(&["deal \"bad-use\"", "unknown use \"karaoke\""]), "{p:#?}");
+    assert!(
+        has(&[
+            "licenses/test.toml",
+            "deal \"both\"",
+            "both territories and excluded_territories"
+        ]),
+        "{p:#?}"
+    );
+    assert!(
+        has(&[
+            "deal \"unknown-territory\"",
+            "unknown territory or group QQ, MARS"
+        ]),
+        "{p:#?}"
+    );
+    assert!(
+        has(&["deal \"backwards\"", "end is before start"]),
+        "{p:#?}"
+    );
+    assert!(
+        has(&["deal \"bad-use\"", "unknown use \"karaoke\""]),
+        "{p:#?}"
+    );
     assert!(has(&["deal \"dup\"", "duplicate deal id"]), "{p:#?}");
-    assert!(has(&["dealset #0", "exactly one of track, release, label"]), "{p:#?}");
-    assert!(has(&["dealset for track T2", "unknown deal template \"missing\""]), "{p:#?}");
-    assert!(has(&["dealset for track T3", "deals = [] for a takedown"]), "{p:#?}");
-    assert!(has(&["dealset for track T4", "same updated time"]), "{p:#?}");
-    assert!(has(&["licenses/bulk.csv", "line 2", "unknown deal template \"nosuch\""]), "{p:#?}");
-    assert!(has(&["licenses/bulk.csv", "line 3", "empty track_id"]), "{p:#?}");
+    assert!(
+        has(&["dealset #0", "exactly one of track, release, label"]),
+        "{p:#?}"
+    );
+    assert!(
+        has(&["dealset for track T2", "unknown deal template \"missing\""]),
+        "{p:#?}"
+    );
+    assert!(
+        has(&["dealset for track T3", "deals = [] for a takedown"]),
+        "{p:#?}"
+    );
+    assert!(
+        has(&["dealset for track T4", "same updated time"]),
+        "{p:#?}"
+    );
+    assert!(
+        has(&[
+            "licenses/bulk.csv",
+            "line 2",
+            "unknown deal template \"nosuch\""
+        ]),
+        "{p:#?}"
+    );
+    assert!(
+        has(&["licenses/bulk.csv", "line 3", "empty track_id"]),
+        "{p:#?}"
+    );
     assert_eq!(p.len(), 11, "{p:#?}");
 }
 
@@ -374,16 +519,39 @@ fn validate_reports_territory_file_problems() {
         {"type":"Feature","properties":{"id":"ZONE"},"geometry":{"type":"Polygon","coordinates":[[[0,0],[1,0],[1,1],[0,0]]]}}
     ]}"#
     .to_vec();
-    let p = problems("", vec![("custom/more.geojson", bad_geo), ("custom/broken.geojson", b"{\"type\":".to_vec())]);
+    let p = problems(
+        "",
+        vec![
+            ("custom/more.geojson", bad_geo),
+            ("custom/broken.geojson", b"{\"type\":".to_vec()),
+        ],
+    );
     let has = |needle: &[&str]| p.iter().any(|s| needle.iter().all(|n| s.contains(n)));
-    assert!(has(&["custom/more.geojson", "\"AA\"", "empty polygon"]), "{p:#?}");
-    assert!(has(&["custom/", "\"ZONE\"", "also defined in custom/"]), "{p:#?}");
-    assert!(has(&["custom/broken.geojson", "not a GeoJSON FeatureCollection"]), "{p:#?}");
+    assert!(
+        has(&["custom/more.geojson", "\"AA\"", "empty polygon"]),
+        "{p:#?}"
+    );
+    assert!(
+        has(&["custom/", "\"ZONE\"", "also defined in custom/"]),
+        "{p:#?}"
+    );
+    assert!(
+        has(&["custom/broken.geojson", "not a GeoJSON FeatureCollection"]),
+        "{p:#?}"
+    );
 }
 
 #[test]
 fn country_ids_must_be_alpha2() {
-    let r = regiongate::Snapshot::from_memory([("countries.geojson", collection(&[square_feature("DEU", 0.0, 0.0, 1.0)]))]);
-    let Err(SnapshotError::Invalid(p)) = r else { panic!("refused") };
-    assert!(p[0].to_string().contains("feature \"DEU\"") && p[0].to_string().contains("alpha-2"), "{p:?}");
+    let r = regiongate::Snapshot::from_memory([(
+        "countries.geojson",
+        collection(&[square_feature("DEU", 0.0, 0.0, 1.0)]),
+    )]);
+    let Err(SnapshotError::Invalid(p)) = r else {
+        panic!("refused")
+    };
+    assert!(
+        p[0].to_string().contains("feature \"DEU\"") && p[0].to_string().contains("alpha-2"),
+        "{p:?}"
+    );
 }

@@ -36,12 +36,19 @@ pub fn square_feature(id: &str, x0: f64, y0: f64, size: f64) -> String {
 
 /// A FeatureCollection of features.
 pub fn collection(features: &[String]) -> Vec<u8> {
-    format!(r#"{{"type":"FeatureCollection","features":[{}]}}"#, features.join(",")).into_bytes()
+    format!(
+        r#"{{"type":"FeatureCollection","features":[{}]}}"#,
+        features.join(",")
+    )
+    .into_bytes()
 }
 
 /// A small world: countries DE (0..10, 0..10), FR (10..20, 0..10), GB (0..10, 10..20),
 /// US (20..30, 0..10), and a custom territory ZONE (5..15, 5..8) across DE and FR.
-pub fn small_world(licenses_toml: &str, extra: Vec<(&str, Vec<u8>)>) -> Result<Snapshot, regiongate::SnapshotError> {
+pub fn small_world(
+    licenses_toml: &str,
+    extra: Vec<(&str, Vec<u8>)>,
+) -> Result<Snapshot, regiongate::SnapshotError> {
     let countries = collection(&[
         square_feature("DE", 0.0, 0.0, 10.0),
         square_feature("FR", 10.0, 0.0, 10.0),
@@ -77,7 +84,23 @@ pub const IN_DE_ZONE: (f64, f64) = (6.0, 6.0);
 pub const NOWHERE: (f64, f64) = (-40.0, -40.0);
 
 /// Decides for a point of a snapshot.
-pub fn decide_at(s: &Snapshot, track: &str, use_type: UseType, tier: Tier, place: (f64, f64), now: &str) -> Decision {
+pub fn decide_at(
+    s: &Snapshot,
+    track: &str,
+    use_type: UseType,
+    tier: Tier,
+    place: (f64, f64),
+    now: &str,
+) -> Decision {
     let hits = s.index.locate([place.1, place.0]);
-    decide(&s.licenses, &Question { track, use_type, tier }, &hits, at(now))
+    decide(
+        &s.licenses,
+        &Question {
+            track,
+            use_type,
+            tier,
+        },
+        &hits,
+        at(now),
+    )
 }
