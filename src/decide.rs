@@ -4,9 +4,13 @@
 //! [`Decision`]. A denial is a value with a machine-readable [`Reason`], never an error.
 
 use crate::license::{Deal, DealId, LicenseMap, Tier, TrackDeals, UseType};
-use crate::territory::TerritoryId;
+use crate::locate::{CellEvidence, Evidence, GpsHint, IpEvidence};
+use crate::privacy::GpsPoint;
+use crate::snapshot::Snapshot;
+use crate::territory::{Hits, TerritoryId};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use smallvec::SmallVec;
 
 /// The outcome of a decision.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -55,11 +59,18 @@ pub enum Reason {
     NoTerritory,
     /// There is no location evidence.
     LocationUnknown,
+    /// The client address is a VPN, proxy, Tor exit or hosting network.
+    Anonymizer,
+    /// A client hint is not plausible against the server-observed evidence.
+    LocationConflict,
+    /// The evidence does not settle the territory (an accuracy circle crossing a border where
+    /// the answer differs, or a mobile country code shared by several countries).
+    AmbiguousLocation,
 }
 
 impl Reason {
     /// All reasons (for metrics label sets).
-    pub const ALL: [Reason; 10] = [
+    pub const ALL: [Reason; 13] = [
         Reason::Licensed,
         Reason::NotLicensedInTerritory,
         Reason::OutsideValidityWindow,
@@ -70,6 +81,9 @@ impl Reason {
         Reason::NoDeal,
         Reason::NoTerritory,
         Reason::LocationUnknown,
+        Reason::Anonymizer,
+        Reason::LocationConflict,
+        Reason::AmbiguousLocation,
     ];
 
     /// The wire name.
@@ -85,6 +99,9 @@ impl Reason {
             Reason::NoDeal => "no_deal",
             Reason::NoTerritory => "no_territory",
             Reason::LocationUnknown => "location_unknown",
+            Reason::Anonymizer => "anonymizer",
+            Reason::LocationConflict => "location_conflict",
+            Reason::AmbiguousLocation => "ambiguous_location",
         }
     }
 }
@@ -114,6 +131,37 @@ pub struct Decision {
     pub deal: Option<DealId>,
     /// Until when an allow stays true (the end of the deal's window), if it ends.
     pub valid_until: Option<DateTime<Utc>>,
+    /// Which evidence decided.
+    pub source: Source,
+}
+
+/// Which kind of evidence a decision rests on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// The client's IP address.
+    Ip,
+    /// The app's GPS hint.
+    Gps,
+    /// The app's cell hint.
+    Cell,
+    /// None (no evidence, or a question that needs none, such as a takedown).
+    None,
+}
+
+impl Source {
+    /// All sources (for metrics label sets).
+    pub const ALL: [Source; 4] = [Source::Ip, Source::Gps, Source::Cell, Source::None];
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Ip => "ip",
+            Source::Gps => "gps",
+            Source::Cell => "cell",
+            Source::None => "none",
+        }
+    }
 }
 
 impl Decision {
@@ -124,7 +172,14 @@ impl Decision {
             territory,
             deal: None,
             valid_until: None,
+            source: Source::None,
         }
+    }
+
+    /// The same decision, attributed to `source`.
+    pub fn from_source(mut self, source: Source) -> Decision {
+        self.source = source;
+        self
     }
 }
 
@@ -188,6 +243,7 @@ pub fn decide(
             territory: Some(t),
             deal: Some(id),
             valid_until: deal.end,
+            source: Source::None,
         };
     }
     let reason = match best {
@@ -197,4 +253,393 @@ pub fn decide(
         _ => Reason::TierNotLicensed,
     };
     Decision::deny(reason, here)
+}
+
+// ---- Combining location evidence -----------------------------------------------------------
+
+/// How location evidence is combined into one decision. Configured per deployment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyKind {
+    /// Every piece of evidence present must be in a licensed territory.
+    Strict,
+    /// GPS, then cell, then IP; a client hint counts only if it is plausible against the IP
+    /// evidence (same country, or near the IP country or the IP point's accuracy circle).
+    PreciseFirst,
+    /// Only the IP address counts; hints are ignored.
+    IpOnly,
+}
+
+/// What an implausible client hint leads to under `precise_first`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConflictOutcome {
+    /// Deny with reason `location_conflict`.
+    Deny,
+    /// Ask for a precise location (reason `location_conflict`).
+    NeedPreciseLocation,
+    /// Ignore the hint and decide on the IP evidence.
+    UseIp,
+}
+
+/// What an anonymizer-flagged client address leads to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnonymizerOutcome {
+    /// Deny with reason `anonymizer`.
+    Deny,
+    /// Disregard the address's location: decide on a GPS hint if there is one (not under
+    /// `ip_only`), otherwise ask for a precise location.
+    NeedPreciseLocation,
+}
+
+/// The evidence policy.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Policy {
+    /// How evidence is combined.
+    pub kind: PolicyKind,
+    /// How far (km) a hint may lie from the IP country (or beyond the IP point's accuracy
+    /// circle) and still be plausible.
+    pub plausible_km: f64,
+    /// What an implausible hint leads to.
+    pub on_conflict: ConflictOutcome,
+    /// What an anonymizer-flagged address leads to.
+    pub on_anonymizer: AnonymizerOutcome,
+    /// With no location evidence at all: allow (`true`) or deny (`false`, the default).
+    pub fail_open: bool,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            kind: PolicyKind::PreciseFirst,
+            plausible_km: 100.0,
+            on_conflict: ConflictOutcome::UseIp,
+            on_anonymizer: AnonymizerOutcome::NeedPreciseLocation,
+            fail_open: false,
+        }
+    }
+}
+
+const EARTH_RADIUS_M: f64 = 6_371_008.8;
+
+/// The point `dist_m` metres from `p` on initial bearing `bearing` (radians), on a sphere.
+fn destination(p: &GpsPoint, bearing: f64, dist_m: f64) -> Option<GpsPoint> {
+    let [lon, lat] = p.lon_lat();
+    let (phi1, lambda1) = (lat.to_radians(), lon.to_radians());
+    let delta = dist_m / EARTH_RADIUS_M;
+    let phi2 = (phi1.sin() * delta.cos() + phi1.cos() * delta.sin() * bearing.cos()).asin();
+    let lambda2 = lambda1
+        + (bearing.sin() * delta.sin() * phi1.cos()).atan2(delta.cos() - phi1.sin() * phi2.sin());
+    let lon2 = (lambda2.to_degrees() + 540.0).rem_euclid(360.0) - 180.0;
+    GpsPoint::new(phi2.to_degrees(), lon2).ok()
+}
+
+/// Great-circle distance in metres.
+fn distance_m(a: &GpsPoint, b: &GpsPoint) -> f64 {
+    let ([lon1, lat1], [lon2, lat2]) = (a.lon_lat(), b.lon_lat());
+    let (p1, p2) = (lat1.to_radians(), lat2.to_radians());
+    let (dp, dl) = ((lat2 - lat1).to_radians(), (lon2 - lon1).to_radians());
+    let h = (dp / 2.0).sin().powi(2) + p1.cos() * p2.cos() * (dl / 2.0).sin().powi(2);
+    2.0 * EARTH_RADIUS_M * h.sqrt().min(1.0).asin()
+}
+
+/// Points on circles around `p` (16 bearings at `r`, 8 at `r / 2`): the sample used to see
+/// whether an accuracy circle reaches into other territories.
+fn circle(p: &GpsPoint, r_m: f64) -> impl Iterator<Item = GpsPoint> + '_ {
+    let outer = (0..16).map(move |i| (f64::from(i) * std::f64::consts::TAU / 16.0, r_m));
+    let inner = (0..8).map(move |i| {
+        (
+            (f64::from(i) + 0.5) * std::f64::consts::TAU / 8.0,
+            r_m / 2.0,
+        )
+    });
+    outer
+        .chain(inner)
+        .filter_map(move |(b, d)| destination(p, b, d))
+}
+
+/// A decision from one piece of evidence, and whether that evidence settles it.
+struct Judged {
+    decision: Decision,
+    certain: bool,
+}
+
+/// Territories at a point; a country from the same evidence fills in when the point is in no
+/// country (a city-database point in the sea).
+fn hits_at(s: &Snapshot, p: &GpsPoint, fallback_country: Option<TerritoryId>) -> Hits {
+    let mut hits = s.index.locate(p.lon_lat());
+    if let Some(c) = fallback_country
+        && s.territories.country_of(&hits).is_none()
+    {
+        hits.insert(0, c);
+    }
+    hits
+}
+
+/// Decides at a point; when `radius_m` > 0, the answer is uncertain if a sample of the circle
+/// lands in territories where the verdict differs. Samples in no territory at all (open sea)
+/// are ignored: nobody is placed there by an accuracy circle.
+fn judge_point(
+    s: &Snapshot,
+    q: &Question<'_>,
+    now: DateTime<Utc>,
+    p: &GpsPoint,
+    radius_m: f64,
+    fallback: Option<TerritoryId>,
+) -> Judged {
+    let center = hits_at(s, p, fallback);
+    let decision = decide(&s.licenses, q, &center, now);
+    let mut certain = true;
+    if radius_m > 0.0 {
+        let mut seen: SmallVec<[Hits; 4]> = SmallVec::new();
+        for sp in circle(p, radius_m) {
+            let hits = s.index.locate(sp.lon_lat());
+            if hits.is_empty() || hits == center || seen.contains(&hits) {
+                continue;
+            }
+            if decide(&s.licenses, q, &hits, now).verdict != decision.verdict {
+                certain = false;
+                break;
+            }
+            seen.push(hits);
+        }
+    }
+    Judged { decision, certain }
+}
+
+fn judge_countries(
+    s: &Snapshot,
+    q: &Question<'_>,
+    now: DateTime<Utc>,
+    countries: &[TerritoryId],
+) -> Option<Judged> {
+    let first = decide(&s.licenses, q, &countries[..1.min(countries.len())], now);
+    if countries.is_empty() {
+        return None;
+    }
+    let same = countries[1..]
+        .iter()
+        .all(|c| decide(&s.licenses, q, std::slice::from_ref(c), now).verdict == first.verdict);
+    Some(Judged {
+        decision: if countries.len() == 1 {
+            first
+        } else {
+            Decision {
+                territory: None,
+                ..first
+            }
+        },
+        certain: same,
+    })
+}
+
+fn judge_ip(s: &Snapshot, q: &Question<'_>, now: DateTime<Utc>, ip: &IpEvidence) -> Option<Judged> {
+    match (ip.point, ip.country) {
+        (Some((p, r)), c) => Some(judge_point(s, q, now, &p, r, c)),
+        (None, Some(c)) => judge_countries(s, q, now, &[c]),
+        (None, None) => None,
+    }
+}
+
+fn judge_cell(
+    s: &Snapshot,
+    q: &Question<'_>,
+    now: DateTime<Utc>,
+    cell: &CellEvidence,
+) -> Option<Judged> {
+    match cell.fix {
+        Some(f) => {
+            let fallback = (cell.countries.len() == 1).then(|| cell.countries[0]);
+            Some(judge_point(s, q, now, &f.point, f.range_m, fallback))
+        }
+        None => judge_countries(s, q, now, &cell.countries),
+    }
+}
+
+/// Whether a hint (a point, or countries) is plausible against the IP evidence.
+fn plausible(
+    s: &Snapshot,
+    policy: &Policy,
+    ip: Option<&IpEvidence>,
+    point: Option<&GpsPoint>,
+    countries: &[TerritoryId],
+) -> bool {
+    let Some(ip) = ip else { return true };
+    let ip_country = ip.country.or_else(|| {
+        ip.point
+            .and_then(|(p, _)| s.territories.country_of(&s.index.locate(p.lon_lat())))
+    });
+    if let Some(c) = ip_country {
+        if countries.contains(&c) {
+            return true;
+        }
+        if let Some(p) = point {
+            let near = std::iter::once(*p)
+                .chain(circle(p, policy.plausible_km * 1000.0))
+                .chain(circle(p, policy.plausible_km * 500.0))
+                .any(|x| s.index.locate(x.lon_lat()).contains(&c));
+            if near {
+                return true;
+            }
+        }
+    }
+    match (point, ip.point) {
+        (Some(p), Some((ipp, r))) => distance_m(p, &ipp) <= r + policy.plausible_km * 1000.0,
+        _ => ip_country.is_none(),
+    }
+}
+
+fn need(reason: Reason, source: Source, territory: Option<TerritoryId>) -> Decision {
+    Decision {
+        verdict: Verdict::NeedPreciseLocation,
+        reason,
+        territory,
+        deal: None,
+        valid_until: None,
+        source,
+    }
+}
+
+fn unknown(policy: &Policy) -> Decision {
+    let d = Decision::deny(Reason::LocationUnknown, None);
+    if policy.fail_open {
+        Decision {
+            verdict: Verdict::Allow,
+            ..d
+        }
+    } else {
+        d
+    }
+}
+
+/// Decides a question on the location evidence of a request, under a policy.
+///
+/// Questions whose answer does not depend on location (unknown track, no deal, takedown) are
+/// answered without it. The decision's `source` says which evidence decided; a decision never
+/// carries the evidence itself.
+pub fn decide_with_evidence(
+    s: &Snapshot,
+    policy: &Policy,
+    q: &Question<'_>,
+    ev: &Evidence,
+    now: DateTime<Utc>,
+) -> Decision {
+    let placeless = decide(&s.licenses, q, &[], now);
+    if matches!(
+        placeless.reason,
+        Reason::UnknownTrack | Reason::NoDeal | Reason::TakenDown
+    ) {
+        return placeless;
+    }
+    let ip = ev.ip.as_ref();
+    let gps = if policy.kind == PolicyKind::IpOnly {
+        None
+    } else {
+        ev.gps.as_ref()
+    };
+    let cell = if policy.kind == PolicyKind::IpOnly {
+        None
+    } else {
+        ev.cell.as_ref()
+    };
+    let judge_gps = |g: &GpsHint| judge_point(s, q, now, &g.point, 0.0, None);
+
+    if let Some(i) = ip.filter(|i| i.flags.any()) {
+        return match (policy.on_anonymizer, gps) {
+            (AnonymizerOutcome::Deny, _) => {
+                Decision::deny(Reason::Anonymizer, i.country).from_source(Source::Ip)
+            }
+            (AnonymizerOutcome::NeedPreciseLocation, Some(g)) => {
+                judge_gps(g).decision.from_source(Source::Gps)
+            }
+            (AnonymizerOutcome::NeedPreciseLocation, None) => {
+                need(Reason::Anonymizer, Source::Ip, None)
+            }
+        };
+    }
+
+    let jip = ip.and_then(|i| judge_ip(s, q, now, i));
+    let jgps = gps.map(judge_gps);
+    let jcell = cell.and_then(|c| judge_cell(s, q, now, c));
+    let ip_territory = ip.and_then(|i| i.country);
+
+    match policy.kind {
+        PolicyKind::IpOnly => match jip {
+            None => unknown(policy),
+            Some(j) if !j.certain => need(Reason::AmbiguousLocation, Source::Ip, ip_territory),
+            Some(j) => j.decision.from_source(Source::Ip),
+        },
+        PolicyKind::Strict => {
+            let all: Vec<(Source, Judged)> = [
+                (Source::Gps, jgps),
+                (Source::Cell, jcell),
+                (Source::Ip, jip),
+            ]
+            .into_iter()
+            .filter_map(|(src, j)| j.map(|j| (src, j)))
+            .collect();
+            if let Some((src, j)) = all
+                .iter()
+                .find(|(_, j)| j.certain && j.decision.verdict != Verdict::Allow)
+            {
+                return j.decision.from_source(*src);
+            }
+            if let Some((src, j)) = all.iter().find(|(_, j)| !j.certain) {
+                return need(Reason::AmbiguousLocation, *src, j.decision.territory);
+            }
+            all.into_iter()
+                .next()
+                .map_or_else(|| unknown(policy), |(src, j)| j.decision.from_source(src))
+        }
+        PolicyKind::PreciseFirst => {
+            let mut ambiguous_hint = None;
+            let hints = [
+                (
+                    Source::Gps,
+                    jgps,
+                    gps.is_some_and(|g| plausible(s, policy, ip, Some(&g.point), &[])),
+                ),
+                (
+                    Source::Cell,
+                    jcell,
+                    cell.is_some_and(|c| {
+                        plausible(
+                            s,
+                            policy,
+                            ip,
+                            c.fix.as_ref().map(|f| &f.point),
+                            &c.countries,
+                        )
+                    }),
+                ),
+            ];
+            for (src, judged, ok) in hints {
+                let Some(j) = judged else { continue };
+                if !ok {
+                    match policy.on_conflict {
+                        ConflictOutcome::Deny => {
+                            return Decision::deny(Reason::LocationConflict, ip_territory)
+                                .from_source(src);
+                        }
+                        ConflictOutcome::NeedPreciseLocation => {
+                            return need(Reason::LocationConflict, src, ip_territory);
+                        }
+                        ConflictOutcome::UseIp => continue,
+                    }
+                }
+                if j.certain {
+                    return j.decision.from_source(src);
+                }
+                ambiguous_hint.get_or_insert(src);
+            }
+            match (jip, ambiguous_hint) {
+                (Some(j), _) if j.certain => j.decision.from_source(Source::Ip),
+                (Some(_), _) => need(Reason::AmbiguousLocation, Source::Ip, ip_territory),
+                (None, Some(src)) => need(Reason::AmbiguousLocation, src, None),
+                (None, None) => unknown(policy),
+            }
+        }
+    }
 }

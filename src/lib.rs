@@ -7,6 +7,8 @@
 //! extract ──► locate ──► place ──► decide ──► respond ──► record
 //! ```
 //!
+//! * **extract** and **locate** ([`locate`]): the client address (trusted proxies), GPS and
+//!   cell hints, IP databases and cell tables → location evidence.
 //! * **place** ([`territory`]): a point → every territory containing it, exactly, through the
 //!   [`territory::TerritoryIndex`]; territories are small integer ids, groups and deal
 //!   territories are bitsets over them.
@@ -16,10 +18,11 @@
 //!   problems are [`problem::Problem`]s naming the file, the feature or deal, and the reason.
 //! * [`privacy`] holds the redacted types raw location data lives in.
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)] // one reviewed exception: snapshot::map_file (memory-mapped IP databases)
 
 pub mod decide;
 pub mod license;
+pub mod locate;
 pub mod privacy;
 pub mod problem;
 pub mod snapshot;

@@ -6,8 +6,10 @@
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
-use regiongate::decide::{Question, Verdict, decide};
+use regiongate::decide::{Policy, Question, Source, Verdict, decide, decide_with_evidence};
 use regiongate::license::{Tier, UseType};
+use regiongate::locate::{self, hints};
+use regiongate::privacy::ClientIp;
 use regiongate::privacy::GpsPoint;
 use regiongate::problem::Problem;
 use regiongate::{DataSource, Snapshot, SnapshotError};
@@ -35,7 +37,7 @@ enum Command {
     /// Print the territories containing a point, the country first, one per line.
     Where(WhereArgs),
     /// Decide whether a track may be played at a point or in a country; prints JSON.
-    Check(CheckArgs),
+    Check(Box<CheckArgs>),
     /// Check region and licence files and report every problem.
     Validate(ValidateArgs),
 }
@@ -64,20 +66,39 @@ struct CheckArgs {
     /// Listener tier: free or premium.
     #[arg(long, default_value = "premium")]
     tier: Tier,
-    /// Latitude of the listener.
-    #[arg(
-        long,
-        allow_hyphen_values = true,
-        requires = "lon",
-        conflicts_with = "country"
-    )]
+    /// Latitude of the listener (a known point; see also --gps).
+    #[arg(long, allow_hyphen_values = true, requires = "lon", conflicts_with_all = ["country", "ip", "gps", "mcc"])]
     lat: Option<f64>,
     /// Longitude of the listener.
     #[arg(long, allow_hyphen_values = true, requires = "lat")]
     lon: Option<f64>,
     /// Country (territory id) of the listener instead of a point.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["ip", "gps", "mcc"])]
     country: Option<String>,
+    /// Client IP address (looked up in the IP database).
+    #[arg(long)]
+    ip: Option<std::net::IpAddr>,
+    /// GPS hint: LAT,LON[,ACCURACY_METRES] (a fresh fix).
+    #[arg(long, allow_hyphen_values = true)]
+    gps: Option<String>,
+    /// Cell hint: mobile country code of the serving network.
+    #[arg(long, requires = "mnc")]
+    mcc: Option<String>,
+    /// Cell hint: mobile network code (2 or 3 digits as broadcast).
+    #[arg(long, requires = "mcc")]
+    mnc: Option<String>,
+    /// Cell hint: cell id (decimal or 0x hex).
+    #[arg(long, requires = "mcc")]
+    cell: Option<String>,
+    /// Cell hint: radio (gsm, umts, cdma, lte, nr).
+    #[arg(long, requires = "cell")]
+    radio: Option<String>,
+    /// Cell hint: location/tracking area code.
+    #[arg(long, requires = "cell")]
+    area: Option<String>,
+    /// Evidence policy: strict, precise_first or ip_only.
+    #[arg(long, default_value = "precise_first")]
+    policy: String,
     /// Decide as of this RFC 3339 time instead of now.
     #[arg(long)]
     at: Option<DateTime<Utc>>,
@@ -194,30 +215,85 @@ fn batch(snap: &Snapshot) -> Result<u8> {
 fn run_check(cli: &Cli, a: &CheckArgs) -> Result<u8, Exit> {
     let snap = load(&cli.regions)?;
     let now = a.at.unwrap_or_else(Utc::now);
-    let (hits, source) = match (a.lat, a.lon, &a.country) {
-        (Some(lat), Some(lon), None) => {
-            let p = GpsPoint::new(lat, lon).map_err(|e| bad_input(e.into()))?;
-            (snap.index.locate(p.lon_lat()), "gps")
-        }
-        (None, None, Some(cc)) => {
-            let Some(t) = snap.territories.id(cc) else {
-                return Err(bad_input(anyhow::anyhow!("unknown territory {cc:?}")));
-            };
-            (std::iter::once(t).collect(), "country")
-        }
-        _ => {
-            return Err(bad_input(anyhow::anyhow!(
-                "give --lat and --lon, or --country"
-            )));
-        }
-    };
     let q = Question {
         track: &a.track,
         use_type: a.use_type,
         tier: a.tier,
     };
-    let d = decide(&snap.licenses, &q, &hits, now);
     let code = |t| snap.territories.code(t);
+    let (d, evidence) = match (a.lat, a.lon, &a.country) {
+        (Some(lat), Some(lon), None) => {
+            let p = GpsPoint::new(lat, lon).map_err(|e| bad_input(e.into()))?;
+            let hits = snap.index.locate(p.lon_lat());
+            let d = decide(&snap.licenses, &q, &hits, now).from_source(Source::Gps);
+            (
+                d,
+                json!({"point": {"territories": hits.iter().map(|&t| code(t)).collect::<Vec<_>>()}}),
+            )
+        }
+        (None, None, Some(cc)) => {
+            let Some(t) = snap.territories.id(cc) else {
+                return Err(bad_input(anyhow::anyhow!("unknown territory {cc:?}")));
+            };
+            (
+                decide(&snap.licenses, &q, &[t], now),
+                json!({"country": cc}),
+            )
+        }
+        _ => {
+            let policy = Policy {
+                kind: serde_json::from_value(json!(a.policy)).map_err(|_| {
+                    bad_input(anyhow::anyhow!(
+                        "--policy must be strict, precise_first or ip_only"
+                    ))
+                })?,
+                ..Policy::default()
+            };
+            let gps = a
+                .gps
+                .as_deref()
+                .map(|g| {
+                    let parts: Vec<f64> = g
+                        .split(',')
+                        .map(|x| x.trim().parse::<f64>())
+                        .collect::<Result<_, _>>()
+                        .map_err(|_| anyhow::anyhow!("--gps: expected LAT,LON[,ACC]"))?;
+                    let (lat, lon, acc) = match parts[..] {
+                        [lat, lon] => (lat, lon, 10.0),
+                        [lat, lon, acc] => (lat, lon, acc),
+                        _ => anyhow::bail!("--gps: expected LAT,LON[,ACC]"),
+                    };
+                    hints::check_gps(
+                        lat,
+                        lon,
+                        acc,
+                        now.timestamp(),
+                        now.timestamp(),
+                        &hints::GpsLimits::default(),
+                    )
+                    .map_err(|e| anyhow::anyhow!("--gps: {e}"))
+                })
+                .transpose()
+                .map_err(bad_input)?;
+            let cell = match (&a.mcc, &a.mnc) {
+                (Some(mcc), Some(mnc)) => Some(
+                    hints::check_cell(
+                        mcc,
+                        mnc,
+                        a.radio.as_deref(),
+                        a.area.as_deref(),
+                        a.cell.as_deref(),
+                    )
+                    .map_err(|e| bad_input(anyhow::anyhow!("cell hint: {e}")))?,
+                ),
+                _ => None,
+            };
+            let client = a.ip.map(ClientIp::new);
+            let ev = locate::gather(&snap, client.as_ref(), gps, cell.as_ref());
+            let d = decide_with_evidence(&snap, &policy, &q, &ev, now);
+            (d, evidence_summary(&snap, &ev))
+        }
+    };
     let out = json!({
         "track": a.track,
         "use": a.use_type.as_str(),
@@ -226,8 +302,8 @@ fn run_check(cli: &Cli, a: &CheckArgs) -> Result<u8, Exit> {
         "decision": d.verdict.as_str(),
         "reason": d.reason.as_str(),
         "territory": d.territory.map(code),
-        "territories": hits.iter().map(|&t| code(t)).collect::<Vec<_>>(),
-        "source": source,
+        "source": d.source.as_str(),
+        "evidence": evidence,
         "deal": d.deal.map(|id| snap.licenses.deal(id).id.to_string()),
         "valid_until": d.valid_until.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
         "at": now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
@@ -235,6 +311,31 @@ fn run_check(cli: &Cli, a: &CheckArgs) -> Result<u8, Exit> {
     });
     println!("{out}");
     Ok(if d.verdict == Verdict::Allow { 0 } else { 1 })
+}
+
+/// What the evidence says, as territory codes and kinds only: never an address, a coordinate
+/// or a cell id.
+fn evidence_summary(snap: &Snapshot, ev: &locate::Evidence) -> serde_json::Value {
+    let code = |t| snap.territories.code(t).to_owned();
+    let at = |p: &GpsPoint| {
+        snap.index
+            .locate(p.lon_lat())
+            .iter()
+            .map(|&t| code(t))
+            .collect::<Vec<_>>()
+    };
+    json!({
+        "ip": ev.ip.map(|i| json!({
+            "country": i.country.map(code),
+            "point_territories": i.point.map(|(p, _)| at(&p)),
+            "anonymizer": i.flags.any(),
+        })),
+        "gps": ev.gps.map(|g| json!({"territories": at(&g.point)})),
+        "cell": ev.cell.as_ref().map(|c| json!({
+            "countries": c.countries.iter().map(|&t| code(t)).collect::<Vec<_>>(),
+            "fix_territories": c.fix.map(|f| at(&f.point)),
+        })),
+    })
 }
 
 fn run_validate(cli: &Cli, a: &ValidateArgs) -> Result<u8, Exit> {

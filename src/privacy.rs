@@ -80,3 +80,151 @@ mod tests {
         assert!(GpsPoint::new(-90.0, 180.0).is_ok());
     }
 }
+
+/// The client's IP address. Never printed, never serialised; logs get [`truncate_ip`] of it,
+/// and only when the operator turns IP logging on.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct ClientIp(std::net::IpAddr);
+
+impl ClientIp {
+    /// Wraps an address; IPv4-mapped IPv6 (`::ffff:a.b.c.d`) becomes the IPv4 address.
+    pub fn new(ip: std::net::IpAddr) -> ClientIp {
+        ClientIp(canonical_ip(ip))
+    }
+
+    /// The address, for the database lookup only.
+    pub fn addr(&self) -> std::net::IpAddr {
+        self.0
+    }
+}
+
+impl fmt::Debug for ClientIp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(REDACTED)
+    }
+}
+
+impl fmt::Display for ClientIp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(REDACTED)
+    }
+}
+
+/// IPv4-mapped IPv6 addresses as IPv4; everything else unchanged.
+pub fn canonical_ip(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// The network an address is logged as, when IP logging is on: IPv4 /24, IPv6 /48
+/// (IPv4-mapped IPv6 is treated as IPv4), as `a.b.c.0/24` or `2001:db8:1::/48`.
+pub fn truncate_ip(ip: &ClientIp) -> String {
+    match ip.0 {
+        std::net::IpAddr::V4(v4) => {
+            let o = v4.octets();
+            format!("{}.{}.{}.0/24", o[0], o[1], o[2])
+        }
+        std::net::IpAddr::V6(v6) => {
+            let s = v6.segments();
+            let net = std::net::Ipv6Addr::new(s[0], s[1], s[2], 0, 0, 0, 0, 0);
+            format!("{net}/48")
+        }
+    }
+}
+
+/// A mobile cell hint: the serving network's MCC and MNC (not the SIM's), optionally radio,
+/// area (LAC/TAC) and cell id. Never printed, never serialised.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct CellHint {
+    /// Mobile country code.
+    pub mcc: u16,
+    /// Mobile network code.
+    pub mnc: u16,
+    /// Digits of the MNC as sent (2 or 3): `01` and `001` are different networks.
+    pub mnc_digits: u8,
+    /// Radio technology, if given.
+    pub radio: Option<Radio>,
+    /// Location or tracking area code, if given.
+    pub area: Option<u32>,
+    /// Cell id, if given.
+    pub cell: Option<u64>,
+}
+
+/// Radio technology of a cell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Radio {
+    /// 2G.
+    Gsm,
+    /// 3G.
+    Umts,
+    /// 3G CDMA.
+    Cdma,
+    /// 4G.
+    Lte,
+    /// 5G.
+    Nr,
+}
+
+impl std::str::FromStr for Radio {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Radio, ()> {
+        match s.to_ascii_lowercase().as_str() {
+            "gsm" => Ok(Radio::Gsm),
+            "umts" | "wcdma" => Ok(Radio::Umts),
+            "cdma" => Ok(Radio::Cdma),
+            "lte" => Ok(Radio::Lte),
+            "nr" | "5g" => Ok(Radio::Nr),
+            _ => Err(()),
+        }
+    }
+}
+
+impl fmt::Debug for CellHint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(REDACTED)
+    }
+}
+
+impl fmt::Display for CellHint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(REDACTED)
+    }
+}
+
+#[cfg(test)]
+mod more_tests {
+    use super::*;
+    use std::net::IpAddr;
+
+    #[test]
+    fn client_ip_hides_its_value_and_truncates() {
+        let v4 = ClientIp::new("198.51.100.77".parse::<IpAddr>().expect("ip"));
+        let mapped = ClientIp::new("::ffff:198.51.100.77".parse::<IpAddr>().expect("ip"));
+        let v6 = ClientIp::new("2001:db8:abcd:1234::77".parse::<IpAddr>().expect("ip"));
+        for ip in [v4, mapped, v6] {
+            for s in [format!("{ip:?}"), format!("{ip}")] {
+                assert_eq!(s, "[redacted]");
+            }
+        }
+        assert_eq!(v4, mapped, "IPv4-mapped IPv6 is the IPv4 address");
+        assert_eq!(truncate_ip(&mapped), "198.51.100.0/24");
+        assert_eq!(truncate_ip(&v6), "2001:db8:abcd::/48");
+    }
+
+    #[test]
+    fn cell_hint_hides_its_value() {
+        let c = CellHint {
+            mcc: 262,
+            mnc: 1,
+            mnc_digits: 2,
+            radio: Some(Radio::Lte),
+            area: Some(47110),
+            cell: Some(0x1A2B3C4),
+        };
+        for s in [format!("{c:?}"), format!("{c}")] {
+            assert_eq!(s, "[redacted]");
+        }
+    }
+}

