@@ -150,3 +150,80 @@ fn validate_embedded_and_a_broken_directory() {
     assert_eq!(v["ok"], false);
     assert!(!v["problems"].as_array().expect("array").is_empty());
 }
+
+#[test]
+fn check_with_evidence_prints_a_summary_without_raw_values() {
+    let base = [
+        "check",
+        "--track",
+        "QZNW52400010",
+        "--at",
+        "2025-06-01T00:00:00Z",
+    ];
+    // A German address (heise.de) and a GPS fix in Salzburg, near the border: plausible.
+    let o = run(
+        &[
+            &base[..],
+            &["--ip", "193.99.144.80", "--gps", "47.8095,13.0550,30"],
+        ]
+        .concat(),
+        None,
+    );
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(
+        (v["source"].as_str(), v["territory"].as_str()),
+        (Some("gps"), Some("AT"))
+    );
+    assert_eq!(v["evidence"]["ip"]["country"], "DE");
+    assert_eq!(v["evidence"]["gps"]["territories"][0], "AT");
+    for raw in ["193.99", "47.80", "13.05"] {
+        assert!(!out.contains(raw), "{raw} leaked: {out}");
+    }
+    // A US address with a cell hint from a German network: the hint is implausible and the
+    // default policy uses the IP evidence.
+    let o = run(
+        &[
+            &base[..],
+            &["--ip", "8.8.8.8", "--mcc", "262", "--mnc", "01"],
+        ]
+        .concat(),
+        None,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
+    assert_eq!(
+        (v["source"].as_str(), v["reason"].as_str()),
+        (Some("ip"), Some("not_licensed_in_territory"))
+    );
+    assert_eq!(v["evidence"]["cell"]["countries"][0], "DE");
+    // The same under strict: the IP evidence denies.
+    let o = run(
+        &[
+            &base[..],
+            &[
+                "--ip", "8.8.8.8", "--mcc", "262", "--mnc", "01", "--policy", "strict",
+            ],
+        ]
+        .concat(),
+        None,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    // No evidence at all: fail closed.
+    let o = run(&[&base[..], &["--ip", "10.1.2.3"]].concat(), None);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).contains("\"location_unknown\""));
+    assert_eq!(
+        run(&[&base[..], &["--gps", "95,0"]].concat(), None)
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(
+        run(&[&base[..], &["--mcc", "26", "--mnc", "01"]].concat(), None)
+            .status
+            .code(),
+        Some(2)
+    );
+}
