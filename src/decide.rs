@@ -643,3 +643,87 @@ pub fn decide_with_evidence(
         }
     }
 }
+
+/// What a resolved territory rests on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Basis {
+    /// The country of the client address.
+    IpCountry,
+    /// The point of the client address (City databases).
+    IpPoint,
+    /// The GPS hint's point.
+    GpsPoint,
+    /// The serving network's country.
+    CellNetwork,
+    /// A known cell's position.
+    CellFix,
+    /// The evidence names several countries.
+    Ambiguous,
+    /// No evidence.
+    None,
+}
+
+impl Basis {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Basis::IpCountry => "ip_country",
+            Basis::IpPoint => "ip_point",
+            Basis::GpsPoint => "gps_point",
+            Basis::CellNetwork => "cell_network",
+            Basis::CellFix => "cell_fix",
+            Basis::Ambiguous => "ambiguous",
+            Basis::None => "none",
+        }
+    }
+}
+
+/// The caller's own country territory, for storefront choice: the evidence the policy trusts
+/// most that names one country (a plausible GPS hint, a plausible decisive cell hint, then the
+/// IP evidence). Anonymized addresses name none.
+pub fn resolve_territory(
+    s: &Snapshot,
+    policy: &Policy,
+    ev: &Evidence,
+) -> (Option<TerritoryId>, Source, Basis) {
+    let ip = ev.ip.as_ref().filter(|i| !i.flags.any());
+    let hints_count = policy.kind != PolicyKind::IpOnly;
+    let country_at = |p: &GpsPoint| s.territories.country_of(&s.index.locate(p.lon_lat()));
+    if let Some(g) = ev.gps.as_ref().filter(|_| hints_count)
+        && plausible(s, policy, ip, Some(&g.point), &[])
+        && let Some(c) = country_at(&g.point)
+    {
+        return (Some(c), Source::Gps, Basis::GpsPoint);
+    }
+    if let Some(c) = ev.cell.as_ref().filter(|_| hints_count)
+        && plausible(
+            s,
+            policy,
+            ip,
+            c.fix.as_ref().map(|f| &f.point),
+            &c.countries,
+        )
+    {
+        if let Some(t) = c.fix.as_ref().and_then(|f| country_at(&f.point)) {
+            return (Some(t), Source::Cell, Basis::CellFix);
+        }
+        if c.countries.len() == 1 {
+            return (Some(c.countries[0]), Source::Cell, Basis::CellNetwork);
+        }
+    }
+    if let Some(i) = ip {
+        if let Some((p, _)) = i.point
+            && let Some(c) = country_at(&p)
+        {
+            return (Some(c), Source::Ip, Basis::IpPoint);
+        }
+        if let Some(c) = i.country {
+            return (Some(c), Source::Ip, Basis::IpCountry);
+        }
+    }
+    match ev.cell.as_ref() {
+        Some(c) if hints_count && c.countries.len() > 1 => (None, Source::Cell, Basis::Ambiguous),
+        _ => (None, Source::None, Basis::None),
+    }
+}

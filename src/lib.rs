@@ -20,11 +20,13 @@
 
 #![deny(unsafe_code)] // one reviewed exception: snapshot::map_file (memory-mapped IP databases)
 
+pub mod config;
 pub mod decide;
 pub mod license;
 pub mod locate;
 pub mod privacy;
 pub mod problem;
+pub mod server;
 pub mod snapshot;
 pub mod territory;
 

@@ -1,17 +1,20 @@
 //! The `regiongate` command: parses flags and calls the library.
 //!
 //! Exit codes: 0 success (or allow), 1 deny / need-precise-location / problems found,
-//! 2 bad input on the command line, 3 the data could not be loaded.
+//! 2 bad input on the command line, 3 the data could not be loaded, 64 bad configuration.
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
+use regiongate::config::{Config, LogFormat, Overrides};
 use regiongate::decide::{Policy, Question, Source, Verdict, decide, decide_with_evidence};
 use regiongate::license::{Tier, UseType};
 use regiongate::locate::{self, hints};
 use regiongate::privacy::ClientIp;
 use regiongate::privacy::GpsPoint;
 use regiongate::problem::Problem;
+use regiongate::server::App;
+use regiongate::server::metrics::Metrics;
 use regiongate::{DataSource, Snapshot, SnapshotError};
 use serde_json::json;
 use std::io::{BufRead, BufWriter, Write};
@@ -34,12 +37,33 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the service (public listener + admin listener).
+    Serve(Box<ServeArgs>),
     /// Print the territories containing a point, the country first, one per line.
     Where(WhereArgs),
     /// Decide whether a track may be played at a point or in a country; prints JSON.
     Check(Box<CheckArgs>),
     /// Check region and licence files and report every problem.
     Validate(ValidateArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Configuration file (TOML); see deploy/regiongate.example.toml.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Public listener, ADDR:PORT (default 127.0.0.1:8080).
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen: Option<String>,
+    /// Admin listener, ADDR:PORT (default 127.0.0.1:9090).
+    #[arg(long, value_name = "ADDR:PORT")]
+    admin_listen: Option<String>,
+    /// Log format: text or json.
+    #[arg(long, value_name = "FORMAT")]
+    log_format: Option<String>,
+    /// Load and check the configuration and data, print what would be served, and exit.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 #[derive(Args)]
@@ -128,6 +152,7 @@ fn load(dir: &Option<PathBuf>) -> Result<Snapshot, Exit> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
+        Command::Serve(a) => run_serve(&cli, a),
         Command::Where(a) => run_where(&cli, a),
         Command::Check(a) => run_check(&cli, a),
         Command::Validate(a) => run_validate(&cli, a),
@@ -139,6 +164,127 @@ fn main() -> ExitCode {
             ExitCode::from(code)
         }
     }
+}
+
+/// Exit status for a bad configuration (EX_USAGE).
+const EXIT_CONFIG: u8 = 64;
+
+fn run_serve(cli: &Cli, a: &ServeArgs) -> Result<u8, Exit> {
+    install_panic_hook();
+    let text = match &a.config {
+        Some(p) => Some(std::fs::read_to_string(p).map_err(|e| {
+            Exit(
+                EXIT_CONFIG,
+                anyhow::anyhow!("config file {}: {e}", p.display()),
+            )
+        })?),
+        None => None,
+    };
+    let flags = Overrides {
+        listen: a.listen.clone(),
+        admin_listen: a.admin_listen.clone(),
+        regions: cli.regions.clone(),
+        log_format: a.log_format.clone(),
+    };
+    let config = Config::load(text.as_deref(), |k| std::env::var(k).ok(), flags)
+        .map_err(|e| Exit(EXIT_CONFIG, e.into()))?;
+    init_logging(config.log_format);
+    let snapshot = Snapshot::load(&source(&config.regions))
+        .map_err(|e| Exit(3, anyhow::Error::new(e).context("cannot load the data")))?;
+    if a.dry_run {
+        println!(
+            "{}",
+            json!({"listen": config.listen.to_string(), "admin_listen": config.admin_listen.to_string(), "mode": format!("{:?}", config.mode).to_lowercase(),
+                   "data_version": snapshot.version, "territories": snapshot.territories.len(), "tracks": snapshot.licenses.track_count(), "deals": snapshot.licenses.deal_count()})
+        );
+        return Ok(0);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Exit(1, e.into()))?;
+    runtime
+        .block_on(serve(config, snapshot))
+        .map_err(|e| Exit(1, e))?;
+    Ok(0)
+}
+
+async fn serve(config: Config, snapshot: Snapshot) -> Result<()> {
+    let public = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let admin = tokio::net::TcpListener::bind(config.admin_listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.admin_listen))?;
+    let metrics = Metrics::new(prometheus::Registry::new()).context("metrics registry")?;
+    let version = snapshot.version.clone();
+    let ip_db = snapshot
+        .ip
+        .as_ref()
+        .map(|d| d.info().database_type.clone())
+        .unwrap_or_default();
+    let app = App::new(config, snapshot, metrics);
+    tracing::info!(
+        listen = %public.local_addr()?,
+        admin = %admin.local_addr()?,
+        mode = ?app.config.mode,
+        data_version = %version,
+        ip_database = %ip_db,
+        "regiongate serving"
+    );
+    let hup_app = app.clone();
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            regiongate::server::reload::reload(&hup_app, "sighup").await;
+        }
+    });
+    regiongate::server::run(app, public, admin, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+/// A panic prints where it happened, never its message: a message could hold request data.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let at = info.location().map_or_else(
+            || "unknown location".to_owned(),
+            |l| format!("{}:{}", l.file(), l.line()),
+        );
+        eprintln!(
+            "regiongate: internal error (panic) at {at}; the message is withheld because it may hold request data"
+        );
+    }));
 }
 
 fn bad_input(e: anyhow::Error) -> Exit {

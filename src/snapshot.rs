@@ -101,6 +101,8 @@ pub struct Snapshot {
     pub inputs: Vec<InputFile>,
     /// How long building took.
     pub build_time: Duration,
+    /// When it was built (Unix seconds).
+    pub loaded_unix: u64,
 }
 
 /// The bytes of an input file: compiled in, read into memory, or memory-mapped.
@@ -512,6 +514,9 @@ impl Snapshot {
             version,
             inputs: files,
             build_time: started.elapsed(),
+            loaded_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
         })
     }
 }

@@ -1,0 +1,645 @@
+//! Configuration: a TOML file, environment overrides, then command-line flags, turned into a
+//! validated [`Config`] in one conversion. Nothing downstream re-checks it.
+//!
+//! Every key is documented in `deploy/regiongate.example.toml`. A bad value is one
+//! [`ConfigError`] naming the key.
+
+use crate::decide::Policy;
+use crate::locate::cidr::CidrSet;
+use crate::locate::forwarded::{ChainHeader, ClientAddressPolicy};
+use crate::locate::hints::GpsLimits;
+use crate::server::route::RoutePattern;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use thiserror::Error;
+
+/// A configuration problem, naming the key.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[error("config key `{key}`: {reason}")]
+pub struct ConfigError {
+    /// The key (dotted path), or `file` for the file as a whole.
+    pub key: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+fn err(key: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+/// Which front doors serve the public listener.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Preflight API and auth subrequests (nginx `auth_request`, Envoy `ext_authz`).
+    Authz,
+    /// Also a reverse proxy in front of the origin: track routes are decided and forwarded.
+    Proxy,
+}
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(format!("{s:?} is not text or json")),
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: Option<String>,
+    admin_listen: Option<String>,
+    regions: Option<PathBuf>,
+    log_format: Option<String>,
+    log_client_ip: Option<bool>,
+    mode: Option<Mode>,
+    policy: Option<Policy>,
+    #[serde(default)]
+    client: RawClient,
+    #[serde(default)]
+    hints: RawHints,
+    routes: Option<Vec<String>>,
+    #[serde(default)]
+    authz: RawAuthz,
+    #[serde(default)]
+    preflight: RawPreflight,
+    #[serde(default)]
+    proxy: RawProxy,
+    #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
+    admin: RawAdmin,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawClient {
+    trusted_proxies: Option<Vec<String>>,
+    chain_header: Option<String>,
+    trusted_header: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawHints {
+    max_accuracy_m: Option<f64>,
+    max_age_s: Option<i64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAuthz {
+    original_uri_header: Option<String>,
+    original_method_header: Option<String>,
+    path_prefix: Option<String>,
+    tier_header: Option<String>,
+    use_header: Option<String>,
+    default_use: Option<String>,
+    default_tier: Option<String>,
+    deny_status: Option<u16>,
+    need_precise_status: Option<u16>,
+    unmatched: Option<Unmatched>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPreflight {
+    max_batch: Option<usize>,
+    max_age_s: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawProxy {
+    upstream: Option<String>,
+    blocked_by: Option<String>,
+    unmatched: Option<Unmatched>,
+    connect_timeout_ms: Option<u64>,
+    response_timeout_ms: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_connections: Option<usize>,
+    header_read_timeout_ms: Option<u64>,
+    request_timeout_ms: Option<u64>,
+    grace_period_ms: Option<u64>,
+    max_body_bytes: Option<usize>,
+    max_headers: Option<usize>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    token_file: Option<PathBuf>,
+    token_env: Option<String>,
+}
+
+/// What to do with a request whose path matches no track route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unmatched {
+    /// Let it through (authz: 200; proxy: forward).
+    Allow,
+    /// Refuse it (authz: the deny status; proxy: 404).
+    Deny,
+}
+
+/// The auth-subrequest front door.
+#[derive(Clone, Debug)]
+pub struct AuthzConfig {
+    /// Header with the original URI (nginx: `X-Original-URI`).
+    pub original_uri_header: http::HeaderName,
+    /// Header with the original method (nginx: `X-Original-Method`).
+    pub original_method_header: http::HeaderName,
+    /// Path prefix under which the original path follows (Envoy `path_prefix`).
+    pub path_prefix: String,
+    /// Header the CDN sets with the listener's tier.
+    pub tier_header: http::HeaderName,
+    /// Header the CDN sets with the use type.
+    pub use_header: http::HeaderName,
+    /// Use type when neither route, query nor header gives one.
+    pub default_use: crate::license::UseType,
+    /// Tier when neither route, query nor header gives one.
+    pub default_tier: crate::license::Tier,
+    /// Status for a denial (nginx treats only 401/403 as deny; Envoy passes any status).
+    pub deny_status: http::StatusCode,
+    /// Status for need-precise-location.
+    pub need_precise_status: http::StatusCode,
+    /// Paths that match no route.
+    pub unmatched: Unmatched,
+}
+
+/// The reverse-proxy front door.
+#[derive(Clone, Debug)]
+pub struct ProxyConfig {
+    /// The origin: `http://host:port`, fixed (the proxy is never open).
+    pub upstream: http::Uri,
+    /// `Link: <...>; rel="blocked-by"` target on 451 answers (RFC 7725).
+    pub blocked_by: String,
+    /// Paths that match no route.
+    pub unmatched: Unmatched,
+    /// Upstream connect timeout.
+    pub connect_timeout: Duration,
+    /// Upstream response-header timeout.
+    pub response_timeout: Duration,
+}
+
+/// Connection and request limits.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Open connections at most (public listener); more wait in the kernel backlog.
+    pub max_connections: usize,
+    /// Time a client has to send the request headers.
+    pub header_read_timeout: Duration,
+    /// Time a request may take, body streaming through the proxy excepted.
+    pub request_timeout: Duration,
+    /// Time in-flight requests get to finish on shutdown.
+    pub grace_period: Duration,
+    /// Largest request body read (POST preflight).
+    pub max_body_bytes: usize,
+    /// Most request headers.
+    pub max_headers: usize,
+}
+
+/// The validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Public listener.
+    pub listen: SocketAddr,
+    /// Admin listener (health, metrics, reload).
+    pub admin_listen: SocketAddr,
+    /// Data directory; `None` = the embedded data.
+    pub regions: Option<PathBuf>,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Log the client's truncated network (IPv4 /24, IPv6 /48) in decision logs.
+    pub log_client_ip: bool,
+    /// Front doors.
+    pub mode: Mode,
+    /// Evidence policy.
+    pub policy: Policy,
+    /// Who is the client.
+    pub client: ClientAddressPolicy,
+    /// GPS hint limits.
+    pub gps: GpsLimits,
+    /// Track routes, tried in order.
+    pub routes: Vec<RoutePattern>,
+    /// Auth subrequests.
+    pub authz: AuthzConfig,
+    /// Tracks in one POST preflight at most.
+    pub max_batch: usize,
+    /// `Cache-Control: private, max-age` of preflight answers.
+    pub preflight_max_age: Duration,
+    /// Reverse proxy (mode = proxy).
+    pub proxy: Option<ProxyConfig>,
+    /// Limits.
+    pub limits: Limits,
+    /// Admin bearer token, if configured.
+    pub admin_token: Option<String>,
+}
+
+/// Values given on the command line; they override the file and the environment.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    /// `--listen`
+    pub listen: Option<String>,
+    /// `--admin-listen`
+    pub admin_listen: Option<String>,
+    /// `--regions`
+    pub regions: Option<PathBuf>,
+    /// `--log-format`
+    pub log_format: Option<String>,
+}
+
+/// Environment variables read, in the order of [`Overrides`] fields, plus mode and upstream.
+pub const ENV_VARS: [&str; 6] = [
+    "REGIONGATE_LISTEN",
+    "REGIONGATE_ADMIN_LISTEN",
+    "REGIONGATE_REGIONS",
+    "REGIONGATE_LOG_FORMAT",
+    "REGIONGATE_MODE",
+    "REGIONGATE_UPSTREAM",
+];
+
+fn header_name(
+    key: &str,
+    v: Option<String>,
+    default: &'static str,
+) -> Result<http::HeaderName, ConfigError> {
+    match v {
+        None => Ok(http::HeaderName::from_static(default)),
+        Some(s) => http::HeaderName::from_bytes(s.to_ascii_lowercase().as_bytes())
+            .map_err(|_| err(key, format!("{s:?} is not a header name"))),
+    }
+}
+
+fn addr(key: &str, v: &str) -> Result<SocketAddr, ConfigError> {
+    v.parse()
+        .map_err(|_| err(key, format!("{v:?} is not ADDR:PORT")))
+}
+
+fn status(key: &str, v: Option<u16>, default: u16) -> Result<http::StatusCode, ConfigError> {
+    let code = v.unwrap_or(default);
+    match http::StatusCode::from_u16(code) {
+        Ok(s) if (400..600).contains(&code) => Ok(s),
+        _ => Err(err(key, format!("{code} is not a 4xx or 5xx status"))),
+    }
+}
+
+impl Config {
+    /// Builds the configuration from the file text (if any), the environment (a lookup
+    /// function, so tests need not touch the process environment) and the flags.
+    ///
+    /// # Errors
+    /// The first bad key.
+    pub fn load(
+        file_text: Option<&str>,
+        env: impl Fn(&str) -> Option<String>,
+        flags: Overrides,
+    ) -> Result<Config, ConfigError> {
+        let raw: RawConfig = match file_text {
+            Some(t) => toml::from_str(t).map_err(|e| {
+                let msg = e.message().to_owned();
+                // toml names unknown keys in the message; point at the span's text otherwise.
+                let key = e
+                    .span()
+                    .and_then(|sp| t.get(sp))
+                    .map_or("file".to_owned(), |k| k.trim().trim_matches('"').to_owned());
+                err(&key, msg)
+            })?,
+            None => RawConfig::default(),
+        };
+        let listen = flags
+            .listen
+            .or_else(|| env("REGIONGATE_LISTEN"))
+            .or(raw.listen)
+            .unwrap_or_else(|| "127.0.0.1:8080".into());
+        let admin_listen = flags
+            .admin_listen
+            .or_else(|| env("REGIONGATE_ADMIN_LISTEN"))
+            .or(raw.admin_listen)
+            .unwrap_or_else(|| "127.0.0.1:9090".into());
+        let regions = flags
+            .regions
+            .or_else(|| env("REGIONGATE_REGIONS").map(PathBuf::from))
+            .or(raw.regions);
+        let log_format = flags
+            .log_format
+            .or_else(|| env("REGIONGATE_LOG_FORMAT"))
+            .or(raw.log_format)
+            .map_or(Ok(LogFormat::Text), |s| s.parse())
+            .map_err(|e| err("log_format", e))?;
+        let mode = match env("REGIONGATE_MODE") {
+            Some(m) => match m.as_str() {
+                "authz" => Mode::Authz,
+                "proxy" => Mode::Proxy,
+                _ => {
+                    return Err(err(
+                        "mode",
+                        format!("{m:?} is not authz or proxy (from REGIONGATE_MODE)"),
+                    ));
+                }
+            },
+            None => raw.mode.unwrap_or(Mode::Authz),
+        };
+        let policy = raw.policy.unwrap_or_default();
+        if !(policy.plausible_km.is_finite() && policy.plausible_km >= 0.0) {
+            return Err(err("policy.plausible_km", "must be a non-negative number"));
+        }
+        let trusted = raw.client.trusted_proxies.unwrap_or_default().join(",");
+        let trusted_proxies = CidrSet::parse(&trusted).map_err(|(_, item)| {
+            err(
+                "client.trusted_proxies",
+                format!("{item:?} is not a network"),
+            )
+        })?;
+        let chain = match raw
+            .client
+            .chain_header
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            None | Some("x-forwarded-for") => ChainHeader::XForwardedFor,
+            Some("forwarded") => ChainHeader::Forwarded,
+            Some(other) => {
+                return Err(err(
+                    "client.chain_header",
+                    format!("{other:?} is not x-forwarded-for or forwarded"),
+                ));
+            }
+        };
+        let trusted_header = raw
+            .client
+            .trusted_header
+            .map(|h| header_name("client.trusted_header", Some(h), "x"))
+            .transpose()?;
+        let gps = GpsLimits {
+            max_accuracy_m: raw
+                .hints
+                .max_accuracy_m
+                .unwrap_or(GpsLimits::default().max_accuracy_m),
+            max_age_s: raw
+                .hints
+                .max_age_s
+                .unwrap_or(GpsLimits::default().max_age_s),
+        };
+        if !(gps.max_accuracy_m.is_finite() && gps.max_accuracy_m > 0.0) {
+            return Err(err(
+                "hints.max_accuracy_m",
+                "must be a positive number of metres",
+            ));
+        }
+        if gps.max_age_s <= 0 {
+            return Err(err(
+                "hints.max_age_s",
+                "must be a positive number of seconds",
+            ));
+        }
+        let routes = raw
+            .routes
+            .unwrap_or_else(|| {
+                vec![
+                    "/audio/{track}/{*rest}".to_owned(),
+                    "/tracks/{track}".to_owned(),
+                ]
+            })
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                r.parse::<RoutePattern>()
+                    .map_err(|e| err(&format!("routes[{i}]"), e))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let a = raw.authz;
+        let authz = AuthzConfig {
+            original_uri_header: header_name(
+                "authz.original_uri_header",
+                a.original_uri_header,
+                "x-original-uri",
+            )?,
+            original_method_header: header_name(
+                "authz.original_method_header",
+                a.original_method_header,
+                "x-original-method",
+            )?,
+            path_prefix: a.path_prefix.unwrap_or_else(|| "/v1/authz".into()),
+            tier_header: header_name("authz.tier_header", a.tier_header, "x-regiongate-tier")?,
+            use_header: header_name("authz.use_header", a.use_header, "x-regiongate-use")?,
+            default_use: a
+                .default_use
+                .map_or(Ok(crate::license::UseType::OnDemandStream), |u| u.parse())
+                .map_err(|e| err("authz.default_use", e))?,
+            default_tier: a
+                .default_tier
+                .map_or(Ok(crate::license::Tier::Free), |t| t.parse())
+                .map_err(|e| err("authz.default_tier", e))?,
+            deny_status: status("authz.deny_status", a.deny_status, 403)?,
+            need_precise_status: status("authz.need_precise_status", a.need_precise_status, 428)?,
+            unmatched: a.unmatched.unwrap_or(Unmatched::Deny),
+        };
+        if !authz.path_prefix.starts_with('/') || authz.path_prefix.ends_with('/') {
+            return Err(err(
+                "authz.path_prefix",
+                "must start with / and not end with /",
+            ));
+        }
+        let max_batch = raw.preflight.max_batch.unwrap_or(100);
+        if !(1..=10_000).contains(&max_batch) {
+            return Err(err("preflight.max_batch", "must be between 1 and 10000"));
+        }
+        let upstream = env("REGIONGATE_UPSTREAM").or(raw.proxy.upstream);
+        let proxy = match (mode, upstream) {
+            (Mode::Authz, _) => None,
+            (Mode::Proxy, None) => {
+                return Err(err(
+                    "proxy.upstream",
+                    "mode = \"proxy\" needs an upstream (http://host:port)",
+                ));
+            }
+            (Mode::Proxy, Some(u)) => {
+                let uri: http::Uri = u
+                    .parse()
+                    .map_err(|_| err("proxy.upstream", format!("{u:?} is not a URI")))?;
+                let plain = uri.scheme_str() == Some("http")
+                    && uri.authority().is_some()
+                    && uri
+                        .path_and_query()
+                        .is_none_or(|p| p.as_str() == "/" || p.as_str().is_empty());
+                if !plain {
+                    return Err(err(
+                        "proxy.upstream",
+                        "must be http://host:port with no path (TLS to the origin is terminated by a sidecar)",
+                    ));
+                }
+                Some(ProxyConfig {
+                    upstream: uri,
+                    blocked_by: raw
+                        .proxy
+                        .blocked_by
+                        .unwrap_or_else(|| "https://licensing.example.invalid/territories".into()),
+                    unmatched: raw.proxy.unmatched.unwrap_or(Unmatched::Allow),
+                    connect_timeout: Duration::from_millis(
+                        raw.proxy.connect_timeout_ms.unwrap_or(1_000),
+                    ),
+                    response_timeout: Duration::from_millis(
+                        raw.proxy.response_timeout_ms.unwrap_or(10_000),
+                    ),
+                })
+            }
+        };
+        let l = raw.limits;
+        let limits = Limits {
+            max_connections: l.max_connections.unwrap_or(10_000),
+            header_read_timeout: Duration::from_millis(l.header_read_timeout_ms.unwrap_or(5_000)),
+            request_timeout: Duration::from_millis(l.request_timeout_ms.unwrap_or(5_000)),
+            grace_period: Duration::from_millis(l.grace_period_ms.unwrap_or(10_000)),
+            max_body_bytes: l.max_body_bytes.unwrap_or(64 * 1024),
+            max_headers: l.max_headers.unwrap_or(100),
+        };
+        if limits.max_connections == 0 {
+            return Err(err("limits.max_connections", "must be at least 1"));
+        }
+        if !(1..=1000).contains(&limits.max_headers) {
+            return Err(err("limits.max_headers", "must be between 1 and 1000"));
+        }
+        let admin_token = match (&raw.admin.token_file, &raw.admin.token_env) {
+            (Some(_), Some(_)) => return Err(err("admin", "token_file and token_env: give one")),
+            (Some(f), None) => Some(
+                std::fs::read_to_string(f)
+                    .map_err(|e| err("admin.token_file", format!("{}: {e}", f.display())))?
+                    .trim()
+                    .to_owned(),
+            ),
+            (None, Some(v)) => Some(
+                env(v)
+                    .ok_or_else(|| {
+                        err(
+                            "admin.token_env",
+                            format!("environment variable {v} is not set"),
+                        )
+                    })?
+                    .trim()
+                    .to_owned(),
+            ),
+            (None, None) => None,
+        };
+        if admin_token.as_deref().is_some_and(|t| t.len() < 16) {
+            return Err(err(
+                "admin",
+                "the admin token must be at least 16 characters",
+            ));
+        }
+        let admin_listen = addr("admin_listen", &admin_listen)?;
+        Ok(Config {
+            listen: addr("listen", &listen)?,
+            admin_listen,
+            regions,
+            log_format,
+            log_client_ip: raw.log_client_ip.unwrap_or(false),
+            mode,
+            policy,
+            client: ClientAddressPolicy {
+                trusted_proxies,
+                chain,
+                trusted_header,
+            },
+            gps,
+            routes,
+            authz,
+            max_batch,
+            preflight_max_age: Duration::from_secs(raw.preflight.max_age_s.unwrap_or(60)),
+            proxy,
+            limits,
+            admin_token,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn defaults() {
+        let c = Config::load(None, no_env, Overrides::default()).expect("defaults");
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.admin_listen.to_string(), "127.0.0.1:9090");
+        assert_eq!(c.mode, Mode::Authz);
+        assert!(!c.policy.fail_open);
+        assert_eq!(c.authz.deny_status, 403);
+    }
+
+    #[test]
+    fn flags_beat_env_beat_file() {
+        let file = "listen = \"127.0.0.1:1\"\nadmin_listen = \"127.0.0.1:2\"\n";
+        let env = |k: &str| (k == "REGIONGATE_LISTEN").then(|| "127.0.0.1:3".to_owned());
+        let c = Config::load(Some(file), env, Overrides::default()).expect("ok");
+        assert_eq!((c.listen.port(), c.admin_listen.port()), (3, 2));
+        let flags = Overrides {
+            listen: Some("127.0.0.1:4".into()),
+            ..Overrides::default()
+        };
+        assert_eq!(
+            Config::load(Some(file), env, flags)
+                .expect("ok")
+                .listen
+                .port(),
+            4
+        );
+    }
+
+    #[test]
+    fn bad_keys_are_named() {
+        let cases = [
+            ("listen = \"nowhere\"", "listen"),
+            ("lisen = \"127.0.0.1:1\"", "lisen"),
+            ("[policy]\nkind = \"lenient\"", "lenient"),
+            ("[authz]\ndeny_status = 200", "authz.deny_status"),
+            ("routes = [\"/audio/{rest}\"]", "routes[0]"),
+            ("mode = \"proxy\"", "proxy.upstream"),
+            (
+                "mode = \"proxy\"\n[proxy]\nupstream = \"http://o:1/x\"",
+                "proxy.upstream",
+            ),
+            (
+                "[client]\ntrusted_proxies = [\"10.0.0.0/33\"]",
+                "client.trusted_proxies",
+            ),
+            ("[hints]\nmax_age_s = 0", "hints.max_age_s"),
+            (
+                "[admin]\ntoken_env = \"REGIONGATE_TEST_UNSET\"",
+                "admin.token_env",
+            ),
+        ];
+        for (text, key) in cases {
+            let e = Config::load(Some(text), no_env, Overrides::default()).expect_err(text);
+            assert!(e.to_string().contains(key), "{text}: {e}");
+        }
+    }
+}

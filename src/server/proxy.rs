@@ -1,0 +1,308 @@
+//! Front door 3: reverse proxy in front of the origin (`mode = "proxy"`).
+//!
+//! Requests whose path matches a track route are decided; allowed ones are forwarded to the
+//! fixed upstream with hyper-util's pooled client, bodies streaming both ways (media is never
+//! buffered), hop-by-hop headers removed, `X-Forwarded-For` and `Forwarded` appended, Range
+//! and HEAD passed through. Denied ones get `451 Unavailable For Legal Reasons` (RFC 7725)
+//! with `Link: <...>; rel="blocked-by"` and a JSON reason. Upstream down: 502; no response
+//! headers in time: 504; both counted.
+//!
+//! The proxy is never open: the upstream comes from the configuration only; absolute-form
+//! request targets and CONNECT are refused, and `Host` is never used to pick a destination.
+
+use super::metrics::{Door, UpstreamError};
+use super::route::{match_routes, percent_decode};
+use super::{App, Body, BoxError, decide_and_record, evidence, header_hints, json_response};
+use crate::config::{ProxyConfig, Unmatched};
+use crate::decide::{Question, Verdict};
+use crate::snapshot::Snapshot;
+use chrono::Utc;
+use http::header::{self, HeaderName};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::json;
+use std::net::SocketAddr;
+
+/// The pooled client and the fixed origin.
+pub struct Upstream {
+    client: Client<HttpConnector, Incoming>,
+    cfg: ProxyConfig,
+}
+
+impl Upstream {
+    /// A client for the configured origin.
+    pub fn new(cfg: &ProxyConfig) -> Upstream {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(cfg.connect_timeout));
+        connector.set_nodelay(true);
+        connector.enforce_http(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(std::time::Duration::from_secs(60))
+            .pool_max_idle_per_host(256)
+            .build(connector);
+        Upstream {
+            client,
+            cfg: cfg.clone(),
+        }
+    }
+}
+
+/// Headers that describe one connection, not the message (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+fn strip_hop_by_hop(h: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().to_ascii_lowercase().as_bytes()).ok())
+        .collect();
+    for n in listed {
+        h.remove(n);
+    }
+    for n in HOP_BY_HOP {
+        h.remove(n);
+    }
+}
+
+fn blocked(
+    cfg: &ProxyConfig,
+    head: bool,
+    decision: &str,
+    reason: &str,
+    territory: Option<&str>,
+) -> Response<Body> {
+    let mut r = if head {
+        let mut r = Response::new(super::full(""));
+        *r.status_mut() = StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS;
+        r
+    } else {
+        json_response(
+            StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS,
+            &json!({"decision": decision, "reason": reason, "territory": territory}),
+        )
+    };
+    if let Ok(v) = HeaderValue::from_str(&format!("<{}>; rel=\"blocked-by\"", cfg.blocked_by)) {
+        r.headers_mut().insert(header::LINK, v);
+    }
+    r.headers_mut().insert(
+        super::authz::DECISION_HEADER,
+        HeaderValue::from_static(if decision == "deny" {
+            "deny"
+        } else {
+            "need_precise_location"
+        }),
+    );
+    r
+}
+
+/// Handles a proxied request.
+pub async fn handle(
+    app: &App,
+    snap: &Snapshot,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> (Door, Response<Body>) {
+    let Some(up) = app.upstream.as_ref() else {
+        return (
+            Door::Other,
+            json_response(StatusCode::NOT_FOUND, &json!({"error": "no such endpoint"})),
+        );
+    };
+    if req.method() == Method::CONNECT {
+        return (
+            Door::Proxy,
+            json_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                &json!({"error": "CONNECT is not supported"}),
+            ),
+        );
+    }
+    if req.uri().scheme().is_some() || req.uri().authority().is_some() {
+        return (
+            Door::Proxy,
+            json_response(
+                StatusCode::BAD_REQUEST,
+                &json!({"error": "absolute-form request targets are refused"}),
+            ),
+        );
+    }
+    let head = req.method() == Method::HEAD;
+    let path = req.uri().path().to_owned();
+    match match_routes(&app.config.routes, &path) {
+        None if up.cfg.unmatched == Unmatched::Deny => {
+            return (
+                Door::Proxy,
+                json_response(
+                    StatusCode::NOT_FOUND,
+                    &json!({"error": "not a track route"}),
+                ),
+            );
+        }
+        None => {}
+        Some(m) => {
+            let cfg = &app.config.authz;
+            let q = req.uri().query();
+            let from_query = |k: &str| {
+                q.and_then(|q| {
+                    q.split('&')
+                        .filter_map(|p| p.split_once('='))
+                        .find(|(key, _)| *key == k)
+                        .and_then(|(_, v)| percent_decode(v))
+                })
+            };
+            let header = |h: &HeaderName| {
+                req.headers()
+                    .get(h)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            };
+            let use_type = m
+                .use_type
+                .or_else(|| from_query("use"))
+                .or_else(|| header(&cfg.use_header))
+                .and_then(|u| u.parse().ok())
+                .unwrap_or(cfg.default_use);
+            let tier = m
+                .tier
+                .or_else(|| from_query("tier"))
+                .or_else(|| header(&cfg.tier_header))
+                .and_then(|t| t.parse().ok())
+                .unwrap_or(cfg.default_tier);
+            let now = Utc::now();
+            let (gps, cell) = header_hints(req.headers(), now, app).unwrap_or_default();
+            let (ev, client) = evidence(app, snap, peer, req.headers(), gps, cell.as_ref());
+            let q = Question {
+                track: &m.track,
+                use_type,
+                tier,
+            };
+            let d = decide_and_record(app, snap, Door::Proxy, &q, &ev, client.as_ref(), now);
+            if d.verdict != Verdict::Allow {
+                let territory = d.territory.map(|t| snap.territories.code(t));
+                return (
+                    Door::Proxy,
+                    blocked(
+                        &up.cfg,
+                        head,
+                        d.verdict.as_str(),
+                        d.reason.as_str(),
+                        territory,
+                    ),
+                );
+            }
+        }
+    }
+    (Door::Proxy, forward(app, up, peer, req).await)
+}
+
+async fn forward(
+    app: &App,
+    up: &Upstream,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let (mut parts, body) = req.into_parts();
+    let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let Ok(uri) = Uri::builder()
+        .scheme("http")
+        .authority(up.cfg.upstream.authority().map_or("", |a| a.as_str()))
+        .path_and_query(pq)
+        .build()
+    else {
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            &json!({"error": "bad request target"}),
+        );
+    };
+    parts.uri = uri;
+    let original_host = parts.headers.get(header::HOST).cloned();
+    strip_hop_by_hop(&mut parts.headers);
+    // The origin sees its own name; the listener's Host goes along as X-Forwarded-Host.
+    if let Some(a) = up
+        .cfg
+        .upstream
+        .authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    {
+        parts.headers.insert(header::HOST, a);
+    }
+    if let Some(h) = original_host {
+        parts.headers.insert("x-forwarded-host", h);
+    }
+    let ip = peer.ip();
+    let xff = match parts
+        .headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(prev) => format!("{prev}, {ip}"),
+        None => ip.to_string(),
+    };
+    let node = if ip.is_ipv6() {
+        format!("\"[{ip}]\"")
+    } else {
+        ip.to_string()
+    };
+    let fwd = match parts
+        .headers
+        .get(header::FORWARDED)
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(prev) => format!("{prev}, for={node};proto=http"),
+        None => format!("for={node};proto=http"),
+    };
+    for (name, value) in [("x-forwarded-for", xff), ("forwarded", fwd)] {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            parts.headers.insert(name, v);
+        }
+    }
+    let req = Request::from_parts(parts, body);
+    let sent = tokio::time::timeout(up.cfg.response_timeout, up.client.request(req)).await;
+    let resp = match sent {
+        Err(_) => {
+            app.metrics.upstream_error(UpstreamError::Timeout);
+            return json_response(
+                StatusCode::GATEWAY_TIMEOUT,
+                &json!({"error": "the origin did not answer in time"}),
+            );
+        }
+        Ok(Err(e)) => {
+            let kind = if e.is_connect() {
+                UpstreamError::Connect
+            } else {
+                UpstreamError::Protocol
+            };
+            app.metrics.upstream_error(kind);
+            return json_response(
+                StatusCode::BAD_GATEWAY,
+                &json!({"error": "the origin is unavailable"}),
+            );
+        }
+        Ok(Ok(r)) => r,
+    };
+    let (mut parts, body) = resp.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    let metrics = app.metrics.clone();
+    let body = body
+        .map_err(move |e| {
+            metrics.upstream_error(UpstreamError::Body);
+            Box::new(e) as BoxError
+        })
+        .boxed();
+    Response::from_parts(parts, body)
+}

@@ -1,0 +1,108 @@
+//! Reload: build a whole new snapshot off the request path, then swap it in one step. A
+//! failed build keeps the old snapshot serving, logs every problem and counts the failure.
+//! Concurrent triggers coalesce: while one build runs, further triggers wait for it and share
+//! its result instead of starting their own (no reload storms).
+
+use super::App;
+use crate::snapshot::{DataSource, Snapshot, SnapshotError};
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+use tokio::sync::Mutex;
+
+/// The outcome of the last reload, for `/admin/snapshot`.
+#[derive(Clone, Debug, Serialize)]
+pub struct ReloadResult {
+    /// `ok` or `failed`.
+    pub result: &'static str,
+    /// What triggered it.
+    pub trigger: String,
+    /// When it finished (Unix seconds).
+    pub finished_unix: u64,
+    /// How long building took, ms.
+    pub build_ms: u64,
+    /// The data version now served.
+    pub version: String,
+    /// The problems, if it failed.
+    pub problems: Vec<String>,
+}
+
+/// Reload bookkeeping.
+#[derive(Default)]
+pub struct ReloadState {
+    running: Mutex<()>,
+    last: std::sync::Mutex<Option<ReloadResult>>,
+    generation: std::sync::atomic::AtomicU64,
+}
+
+impl ReloadState {
+    /// The last result, if any reload happened.
+    pub fn last(&self) -> Option<ReloadResult> {
+        self.last.lock().map(|g| g.clone()).unwrap_or(None)
+    }
+}
+
+/// Rebuilds the snapshot from the configured source and swaps it in if it is good.
+pub async fn reload(app: &Arc<App>, trigger: &str) -> ReloadResult {
+    let asked_at = app
+        .reload
+        .generation
+        .load(std::sync::atomic::Ordering::SeqCst);
+    let _guard = app.reload.running.lock().await;
+    // A build that started after we asked has already read the files we would read.
+    if app
+        .reload
+        .generation
+        .load(std::sync::atomic::Ordering::SeqCst)
+        > asked_at
+        && let Some(last) = app.reload.last()
+    {
+        return last;
+    }
+    let source = app
+        .config
+        .regions
+        .clone()
+        .map_or(DataSource::Embedded, DataSource::Dir);
+    let started = Instant::now();
+    let built = tokio::task::spawn_blocking(move || Snapshot::load(&source)).await;
+    let build_ms = started.elapsed().as_millis() as u64;
+    let (result, problems) = match built {
+        Ok(Ok(snap)) => {
+            let changed = snap.version != app.snapshot.load().version;
+            tracing::info!(trigger, version = %snap.version, changed, build_ms, "reloaded");
+            app.swap(snap);
+            ("ok", Vec::new())
+        }
+        Ok(Err(e)) => {
+            let problems: Vec<String> = match &e {
+                SnapshotError::Invalid(p) => p.iter().map(ToString::to_string).collect(),
+                other => vec![other.to_string()],
+            };
+            for p in &problems {
+                tracing::error!(trigger, problem = %p, "reload rejected; still serving the previous data");
+            }
+            (("failed"), problems)
+        }
+        Err(e) => (("failed"), vec![format!("reload task failed: {e}")]),
+    };
+    app.metrics
+        .reload(result == "ok", started.elapsed().as_secs_f64());
+    let r = ReloadResult {
+        result,
+        trigger: trigger.to_owned(),
+        finished_unix: SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        build_ms,
+        version: app.snapshot.load().version.clone(),
+        problems,
+    };
+    if let Ok(mut g) = app.reload.last.lock() {
+        *g = Some(r.clone());
+    }
+    app.reload
+        .generation
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    r
+}
