@@ -69,6 +69,7 @@ struct RawConfig {
     listen: Option<String>,
     admin_listen: Option<String>,
     regions: Option<PathBuf>,
+    watch: Option<bool>,
     log_format: Option<String>,
     log_client_ip: Option<bool>,
     mode: Option<Mode>,
@@ -231,6 +232,8 @@ pub struct Config {
     pub admin_listen: SocketAddr,
     /// Data directory; `None` = the embedded data.
     pub regions: Option<PathBuf>,
+    /// Reload when files in the data directory change.
+    pub watch: bool,
     /// Log format.
     pub log_format: LogFormat,
     /// Log the client's truncated network (IPv4 /24, IPv6 /48) in decision logs.
@@ -556,6 +559,7 @@ impl Config {
             listen: addr("listen", &listen)?,
             admin_listen,
             regions,
+            watch: raw.watch.unwrap_or(true),
             log_format,
             log_client_ip: raw.log_client_ip.unwrap_or(false),
             mode,

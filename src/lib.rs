@@ -22,6 +22,7 @@
 
 pub mod config;
 pub mod decide;
+pub mod diff;
 pub mod license;
 pub mod locate;
 pub mod privacy;

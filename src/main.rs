@@ -45,6 +45,8 @@ enum Command {
     Check(Box<CheckArgs>),
     /// Check region and licence files and report every problem.
     Validate(ValidateArgs),
+    /// Show what a change of data directory does: rights gained and lost, polygons changed.
+    Diff(DiffArgs),
 }
 
 #[derive(Args)]
@@ -129,6 +131,23 @@ struct CheckArgs {
 }
 
 #[derive(Args)]
+struct DiffArgs {
+    /// The data directory in service now.
+    old: PathBuf,
+    /// The data directory about to ship.
+    new: PathBuf,
+    /// Compare rights as of this RFC 3339 time instead of now.
+    #[arg(long)]
+    at: Option<DateTime<Utc>>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Detail lines per part in the text report.
+    #[arg(long, default_value_t = 50)]
+    limit: usize,
+}
+
+#[derive(Args)]
 struct ValidateArgs {
     /// Directory to check (default: --regions, else the embedded data).
     dir: Option<PathBuf>,
@@ -156,6 +175,7 @@ fn main() -> ExitCode {
         Command::Where(a) => run_where(&cli, a),
         Command::Check(a) => run_check(&cli, a),
         Command::Validate(a) => run_validate(&cli, a),
+        Command::Diff(a) => run_diff(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -232,6 +252,14 @@ async fn serve(config: Config, snapshot: Snapshot) -> Result<()> {
         ip_database = %ip_db,
         "regiongate serving"
     );
+    // Watch the data directory (the embedded data never changes).
+    let _watcher = match &app.config.regions {
+        Some(dir) if app.config.watch => Some(
+            regiongate::server::reload::watch(app.clone(), dir.clone())
+                .with_context(|| format!("cannot watch {}", dir.display()))?,
+        ),
+        _ => None,
+    };
     let hup_app = app.clone();
     tokio::spawn(async move {
         let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -482,6 +510,21 @@ fn evidence_summary(snap: &Snapshot, ev: &locate::Evidence) -> serde_json::Value
             "fix_territories": c.fix.map(|f| at(&f.point)),
         })),
     })
+}
+
+fn run_diff(a: &DiffArgs) -> Result<u8, Exit> {
+    let old = load(&Some(a.old.clone()))?;
+    let new = load(&Some(a.new.clone()))?;
+    let d = regiongate::diff::diff(&old, &new, a.at.unwrap_or_else(Utc::now));
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string(&d).map_err(|e| Exit(1, e.into()))?
+        );
+    } else {
+        print!("{}", d.to_text(a.limit));
+    }
+    Ok(0)
 }
 
 fn run_validate(cli: &Cli, a: &ValidateArgs) -> Result<u8, Exit> {

@@ -64,6 +64,47 @@ pub enum SnapshotError {
     Invalid(Vec<Problem>),
 }
 
+/// Facts about one territory's geometry.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TerritoryShape {
+    /// Vertices stored.
+    pub vertices: usize,
+    /// Area in km² on a sphere of the Earth's mean radius, edges straight in the equal-area
+    /// cylindrical projection; rings signed by orientation as RFC 7946 prescribes (exterior
+    /// counter-clockwise, holes clockwise). For reports, not for decisions.
+    pub area_km2: f64,
+    /// A hash of the coordinates: equal for identical geometry.
+    pub fingerprint: u64,
+}
+
+impl TerritoryShape {
+    fn of(rings: &[Vec<[f64; 2]>]) -> TerritoryShape {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        let mut area = 0.0;
+        let r2 = 6371.0088f64 * 6371.0088;
+        for ring in rings {
+            ring.len().hash(&mut h);
+            let mut a = 0.0;
+            for w in ring.windows(2) {
+                let (x0, y0) = (w[0][0].to_radians(), w[0][1].to_radians().sin());
+                let (x1, y1) = (w[1][0].to_radians(), w[1][1].to_radians().sin());
+                a += x0 * y1 - x1 * y0;
+            }
+            for p in ring {
+                p[0].to_bits().hash(&mut h);
+                p[1].to_bits().hash(&mut h);
+            }
+            area += a * 0.5 * r2;
+        }
+        TerritoryShape {
+            vertices: rings.iter().map(Vec::len).sum(),
+            area_km2: area.abs(),
+            fingerprint: h.finish(),
+        }
+    }
+}
+
 /// One input file of a snapshot.
 #[derive(Clone, Debug)]
 pub struct InputFile {
@@ -81,6 +122,8 @@ pub struct Snapshot {
     pub territories: Territories,
     /// The point index.
     pub index: TerritoryIndex,
+    /// Size and fingerprint of each territory's geometry (by territory id), for `diff`.
+    pub shapes: Vec<TerritoryShape>,
     /// Territory groups.
     pub groups: Groups,
     /// Licence maps.
@@ -408,6 +451,7 @@ impl Snapshot {
             .map(|c| c.rings)
             .chain(customs.into_iter().map(|(c, _)| c.rings))
             .collect();
+        let shapes: Vec<TerritoryShape> = rings.iter().map(|r| TerritoryShape::of(r)).collect();
         let index = problems.is_empty().then(|| TerritoryIndex::build(&rings));
         drop(rings);
 
@@ -504,6 +548,7 @@ impl Snapshot {
         Ok(Snapshot {
             territories,
             index,
+            shapes,
             groups,
             licenses,
             ip,

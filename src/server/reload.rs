@@ -106,3 +106,40 @@ pub async fn reload(app: &Arc<App>, trigger: &str) -> ReloadResult {
         .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     r
 }
+
+/// How long the data directory must be quiet before a watch-triggered reload: editors,
+/// `mv`, geoipupdate and the ConfigMap `..data` swap produce bursts of events.
+pub const DEBOUNCE: std::time::Duration = std::time::Duration::from_millis(400);
+
+/// Watches the data directory (recursively) and reloads after each burst of changes. Keep the
+/// returned watcher alive as long as watching should go on.
+///
+/// # Errors
+/// If the directory cannot be watched.
+pub fn watch(app: Arc<App>, dir: std::path::PathBuf) -> notify::Result<notify::RecommendedWatcher> {
+    use notify::{RecursiveMode, Watcher};
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        // Access events (reads, including our own) are not changes.
+        if let Ok(ev) = res
+            && !matches!(ev.kind, notify::EventKind::Access(_))
+        {
+            let _ = tx.send(());
+        }
+    })?;
+    watcher.watch(&dir, RecursiveMode::Recursive)?;
+    tokio::spawn(async move {
+        while rx.recv().await.is_some() {
+            // Debounce: wait until no event arrived for DEBOUNCE.
+            loop {
+                match tokio::time::timeout(DEBOUNCE, rx.recv()).await {
+                    Ok(Some(())) => continue,
+                    Ok(None) => return,
+                    Err(_) => break,
+                }
+            }
+            reload(&app, "watch").await;
+        }
+    });
+    Ok(watcher)
+}
