@@ -89,6 +89,15 @@ struct RawConfig {
     limits: RawLimits,
     #[serde(default)]
     admin: RawAdmin,
+    #[serde(default)]
+    report: RawReport,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawReport {
+    dir: Option<PathBuf>,
+    retention_days: Option<u32>,
 }
 
 #[derive(Deserialize, Default)]
@@ -260,6 +269,8 @@ pub struct Config {
     pub limits: Limits,
     /// Admin bearer token, if configured.
     pub admin_token: Option<String>,
+    /// Aggregate decision report: directory and retention in days (off when `None`).
+    pub report: Option<(PathBuf, u32)>,
 }
 
 /// Values given on the command line; they override the file and the environment.
@@ -577,6 +588,16 @@ impl Config {
             proxy,
             limits,
             admin_token,
+            report: match raw.report.dir {
+                Some(d) => {
+                    let days = raw.report.retention_days.unwrap_or(30);
+                    if days == 0 {
+                        return Err(err("report.retention_days", "must be at least 1"));
+                    }
+                    Some((d, days))
+                }
+                None => None,
+            },
         })
     }
 }

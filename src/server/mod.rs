@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod preflight;
 pub mod proxy;
 pub mod reload;
+pub mod report;
 pub mod route;
 
 use crate::config::Config;
@@ -57,6 +58,8 @@ pub struct App {
     pub metrics: Metrics,
     /// Reload state (last result, coalescing).
     pub reload: reload::ReloadState,
+    /// Aggregate decision report, if configured.
+    pub report: Option<report::Report>,
     upstream: Option<proxy::Upstream>,
 }
 
@@ -65,11 +68,16 @@ impl App {
     pub fn new(config: Config, snapshot: Snapshot, metrics: Metrics) -> Arc<App> {
         metrics.set_data_version(&snapshot.version);
         let upstream = config.proxy.as_ref().map(proxy::Upstream::new);
+        let report = config
+            .report
+            .as_ref()
+            .map(|(dir, days)| report::Report::new(dir.clone(), *days, &snapshot));
         Arc::new(App {
             config,
             snapshot: ArcSwap::from_pointee(snapshot),
             metrics,
             reload: reload::ReloadState::default(),
+            report,
             upstream,
         })
     }
@@ -77,7 +85,18 @@ impl App {
     /// Replaces the snapshot (tests and reload).
     pub fn swap(&self, snapshot: Snapshot) {
         self.metrics.set_data_version(&snapshot.version);
+        // Close the report table of the old territories before their ids change meaning.
+        self.flush_report(&snapshot, true);
         self.snapshot.store(Arc::new(snapshot));
+    }
+
+    /// Writes the aggregate report table if its hour is over (or `force`).
+    pub fn flush_report(&self, snap: &Snapshot, force: bool) {
+        if let Some(r) = &self.report
+            && let Err(e) = r.flush(snap, Utc::now(), force)
+        {
+            tracing::error!(error = %e, "cannot write the decision report");
+        }
     }
 }
 
@@ -163,6 +182,9 @@ pub fn decide_and_record(
     let started = Instant::now();
     let d = decide_with_evidence(snap, &app.config.policy, q, ev, now);
     app.metrics.decision(door, &d);
+    if let Some(r) = &app.report {
+        r.count(snap, &d);
+    }
     let territory = d.territory.map(|t| snap.territories.code(t));
     let client_net = if app.config.log_client_ip {
         client.map(truncate_ip)
@@ -285,6 +307,19 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    if app.report.is_some() {
+        let app2 = app.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(30));
+            loop {
+                tick.tick().await;
+                let snap = app2.snapshot.load_full();
+                let a = app2.clone();
+                // File I/O off the runtime's worker threads.
+                let _ = tokio::task::spawn_blocking(move || a.flush_report(&snap, false)).await;
+            }
+        });
+    }
     let permits = Arc::new(Semaphore::new(app.config.limits.max_connections));
     tokio::pin!(shutdown);
     loop {
