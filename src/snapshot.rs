@@ -197,9 +197,10 @@ struct Input {
     data: FileBytes,
 }
 
-/// Files that are memory-mapped rather than read.
+/// Files that are memory-mapped rather than read: databases and CSV files, which can be large
+/// and are read as they are.
 fn mapped(path: &str) -> bool {
-    path.ends_with(".mmdb") || path == "cells.csv"
+    path.ends_with(".mmdb") || path.ends_with(".csv")
 }
 
 fn wanted(path: &str) -> bool {
@@ -239,11 +240,19 @@ fn read_dir(root: &Path) -> Result<Vec<Input>, SnapshotError> {
         source: e,
     };
     let mut out = Vec::new();
-    let mut candidates = vec![
-        "countries.geojson.gz".to_owned(),
-        "countries.geojson".to_owned(),
-        "groups.toml".to_owned(),
-    ];
+    // Fixed names; every file of custom/ and licenses/ (wanted() filters by extension).
+    let mut candidates: Vec<String> = [
+        "countries.geojson.gz",
+        "countries.geojson",
+        "groups.toml",
+        "mcc-mnc.csv",
+        "cells.csv",
+        "ip/geoip.mmdb",
+        "ip/anonymous-ip.mmdb",
+        "ip/vpn-ranges.txt",
+    ]
+    .map(String::from)
+    .to_vec();
     for sub in ["custom", "licenses"] {
         let dir = root.join(sub);
         match std::fs::read_dir(&dir) {

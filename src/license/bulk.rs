@@ -2,23 +2,74 @@
 //! point tracks at deal templates defined in the TOML files.
 //!
 //! * The header line is required: `track_id,deal_id` or `track_id,deal_id,updated`.
-//! * All rows of one track form its deal set (rows need not be adjacent).
+//! * All rows of one track form its deal set, and they must be adjacent (sort the file by
+//!   `track_id`): the file is read as a stream, one track at a time, so a million-track
+//!   catalogue loads in seconds and is held in memory once.
 //! * A row with an empty `deal_id` is an explicit takedown; it cannot be mixed with deal rows
 //!   of the same track.
 //! * `updated` (date or RFC 3339) orders this deal set against deal sets for the same track in
 //!   other files; without it the rows are older than any dated deal set. Rows of one track must
 //!   agree on it.
 
-use super::{DealId, LicenseMapBuilder, Selector};
+use super::{DealId, LicenseMapBuilder, Origin};
 use crate::problem::Problem;
 use chrono::{DateTime, Utc};
-use std::collections::HashMap;
 
-struct TrackRows {
+/// The rows of the track being read.
+struct Current {
+    track: Box<str>,
     deals: Vec<DealId>,
     takedown: bool,
     updated: Option<DateTime<Utc>>,
     first_line: u64,
+    broken: bool,
+}
+
+/// Problems past this many in one file are counted, not listed.
+const MAX_LISTED: usize = 100;
+
+struct Reporter<'a> {
+    file: &'a str,
+    bad: usize,
+}
+
+impl Reporter<'_> {
+    fn report(&mut self, problems: &mut Vec<Problem>, line: u64, reason: String) {
+        self.bad += 1;
+        if self.bad <= MAX_LISTED {
+            problems.push(Problem::new(
+                self.file,
+                Some(format!("line {line}")),
+                reason,
+            ));
+        }
+    }
+}
+
+fn finish_track(
+    cur: Current,
+    file: &str,
+    b: &mut LicenseMapBuilder,
+    problems: &mut Vec<Problem>,
+    r: &mut Reporter<'_>,
+) {
+    if cur.broken {
+        return;
+    }
+    let origin = Origin {
+        file,
+        item: cur.first_line as u32,
+    };
+    let updated = cur.updated.unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
+    if b.attach_track(cur.track, updated, cur.deals, origin)
+        .is_err()
+    {
+        r.report(
+            problems,
+            cur.first_line,
+            "another deal set for this track has the same updated time and other deals".into(),
+        );
+    }
 }
 
 /// Reads one bulk CSV file into the builder.
@@ -51,52 +102,43 @@ pub(crate) fn load(
         ));
         return;
     }
-    let mut order: Vec<Box<str>> = Vec::new();
-    let mut rows: HashMap<Box<str>, TrackRows> = HashMap::new();
+    let mut r = Reporter { file, bad: 0 };
     let mut rec = csv::ByteRecord::new();
-    let mut bad = 0usize;
-    let mut report = |problems: &mut Vec<Problem>, line: u64, reason: String| {
-        bad += 1;
-        // Past a hundred, one more line per problem helps nobody: count them instead.
-        if bad <= 100 {
-            problems.push(Problem::new(file, Some(format!("line {line}")), reason));
-        }
-    };
+    let mut cur: Option<Current> = None;
     loop {
         match rdr.read_byte_record(&mut rec) {
             Ok(false) => break,
             Ok(true) => {}
             Err(e) => {
                 let line = e.position().map_or(0, |p| p.line());
-                report(problems, line, format!("unreadable CSV: {e}"));
+                r.report(problems, line, format!("unreadable CSV: {e}"));
                 break;
             }
         }
         let line = rec.position().map_or(0, |p| p.line());
         let (Some(track), Some(deal)) = (rec.get(0), rec.get(1)) else {
-            report(problems, line, "expected track_id,deal_id".into());
+            r.report(problems, line, "expected track_id,deal_id".into());
             continue;
         };
         let (Ok(track), Ok(deal)) = (std::str::from_utf8(track), std::str::from_utf8(deal)) else {
-            report(problems, line, "not UTF-8".into());
+            r.report(problems, line, "not UTF-8".into());
             continue;
         };
         if track.is_empty() {
-            report(problems, line, "empty track_id".into());
+            r.report(problems, line, "empty track_id".into());
             continue;
         }
         let updated = match rec.get(2).map(std::str::from_utf8) {
-            None => None,
-            Some(Ok("")) => None,
+            None | Some(Ok("")) => None,
             Some(Ok(s)) => match super::toml_format::parse_updated(s) {
                 Ok(u) => Some(u),
                 Err(e) => {
-                    report(problems, line, format!("updated: {e}"));
+                    r.report(problems, line, format!("updated: {e}"));
                     continue;
                 }
             },
             Some(Err(_)) => {
-                report(problems, line, "not UTF-8".into());
+                r.report(problems, line, "not UTF-8".into());
                 continue;
             }
         };
@@ -106,80 +148,65 @@ pub(crate) fn load(
             match b.deal_id(deal) {
                 Some(d) => Some(d),
                 None => {
-                    report(problems, line, format!("unknown deal template {deal:?}"));
+                    r.report(problems, line, format!("unknown deal template {deal:?}"));
+                    if let Some(c) = cur.as_mut().filter(|c| &*c.track == track) {
+                        c.broken = true;
+                    }
                     continue;
                 }
             }
         };
-        let entry = match rows.get_mut(track) {
-            Some(e) => e,
-            None => {
-                order.push(track.into());
-                rows.entry(track.into()).or_insert(TrackRows {
-                    deals: Vec::new(),
-                    takedown: false,
-                    updated,
-                    first_line: line,
-                })
+        if cur.as_ref().is_none_or(|c| &*c.track != track) {
+            if let Some(done) = cur.take() {
+                finish_track(done, file, b, problems, &mut r);
             }
-        };
-        if entry.updated != updated {
-            report(
+            if b.track_has_set_from(track, file) {
+                r.report(problems, line, format!("track {track:?} appears again, apart from its earlier rows: keep the rows of a track together"));
+                continue;
+            }
+            cur = Some(Current {
+                track: track.into(),
+                deals: Vec::new(),
+                takedown: false,
+                updated,
+                first_line: line,
+                broken: false,
+            });
+        }
+        let Some(c) = cur.as_mut() else { continue };
+        if c.updated != updated {
+            r.report(
                 problems,
                 line,
-                format!(
-                    "track {track:?}: updated differs from line {}",
-                    entry.first_line
-                ),
+                format!("updated differs from line {}", c.first_line),
             );
+            c.broken = true;
             continue;
         }
         match deal_id {
-            Some(d) => entry.deals.push(d),
-            None => entry.takedown = true,
+            Some(d) => c.deals.push(d),
+            None => c.takedown = true,
         }
-        if entry.takedown && !entry.deals.is_empty() {
-            report(
+        if c.takedown && !c.deals.is_empty() {
+            r.report(
                 problems,
                 line,
                 format!(
-                    "track {track:?}: a takedown row and deal rows (from line {})",
-                    entry.first_line
+                    "a takedown row and deal rows for the same track (from line {})",
+                    c.first_line
                 ),
             );
+            c.broken = true;
         }
     }
-    if bad > 100 {
+    if let Some(done) = cur.take() {
+        finish_track(done, file, b, problems, &mut r);
+    }
+    if r.bad > MAX_LISTED {
         problems.push(Problem::new(
             file,
             None,
-            format!("{} more problems not listed", bad - 100),
+            format!("{} more problems not listed", r.bad - MAX_LISTED),
         ));
-    }
-    let epoch = DateTime::<Utc>::UNIX_EPOCH;
-    for track in order {
-        let Some(r) = rows.remove(&track) else {
-            continue;
-        };
-        if r.takedown && !r.deals.is_empty() {
-            continue;
-        }
-        let origin = format!("{file} line {}", r.first_line);
-        if b.attach(
-            Selector::Track(track.to_string()),
-            r.updated.unwrap_or(epoch),
-            r.deals,
-            origin,
-        )
-        .is_err()
-        {
-            problems.push(Problem::new(
-                file,
-                Some(format!("line {}", r.first_line)),
-                format!(
-                    "track {track:?}: another deal set with the same updated time and other deals"
-                ),
-            ));
-        }
     }
 }

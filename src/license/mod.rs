@@ -280,6 +280,8 @@ struct TrackEntry {
     dealset: u32,
     release: u32,
     label: u32,
+    /// Where the deal set came from (file index, item), for conflict messages.
+    origin: (u32, u32),
 }
 
 /// What the licence map knows about a track.
@@ -378,11 +380,23 @@ impl LicenseMap {
 }
 
 /// Builds a [`LicenseMap`] from deals and selector → deal set assignments; used by the loaders.
+///
+/// Sized for bulk catalogues: a track id is allocated once and moved from the loader into the
+/// map; where a deal set came from is two integers, turned into text only for an error.
 #[derive(Default)]
 pub(crate) struct LicenseMapBuilder {
     map: LicenseMap,
-    interned_sets: HashMap<(i64, Vec<DealId>), DealSetId>,
-    selectors: HashMap<Selector, (DealSetId, String)>,
+    interned_sets: HashMap<(i64, Box<[DealId]>), DealSetId>,
+    other_sets: HashMap<Selector, Attached>,
+    files: Vec<String>,
+}
+
+/// Where a deal set came from: a file (index into `files`) and an item number in it.
+#[derive(Clone, Copy, Debug)]
+struct Attached {
+    set: DealSetId,
+    file: u32,
+    item: u32,
 }
 
 /// Why a deal set could not be attached to its selector.
@@ -393,6 +407,15 @@ pub(crate) enum AttachError {
         /// Where the other one came from.
         other: String,
     },
+}
+
+/// Names the place a deal set was written, for error messages.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Origin<'a> {
+    /// The file.
+    pub file: &'a str,
+    /// The line (CSV) or deal set number (TOML).
+    pub item: u32,
 }
 
 impl LicenseMapBuilder {
@@ -422,25 +445,20 @@ impl LicenseMapBuilder {
         i
     }
 
-    fn track_entry(&mut self, track: &str) -> &mut TrackEntry {
-        if !self.map.tracks.contains_key(track) {
-            self.map.tracks.insert(
-                track.into(),
-                TrackEntry {
-                    dealset: NONE,
-                    release: NONE,
-                    label: NONE,
-                },
-            );
-        }
-        self.map.tracks.get_mut(track).expect("inserted above")
+    fn track_entry(&mut self, track: Box<str>) -> &mut TrackEntry {
+        self.map.tracks.entry(track).or_insert(TrackEntry {
+            dealset: NONE,
+            release: NONE,
+            label: NONE,
+            origin: (0, 0),
+        })
     }
 
     /// Records catalogue facts: the track's release and label.
     pub fn add_track(&mut self, track: &str, release: Option<&str>, label: Option<&str>) {
         let release = release.map_or(NONE, |r| self.intern_name(r));
         let label = label.map_or(NONE, |l| self.intern_name(l));
-        let e = self.track_entry(track);
+        let e = self.track_entry(track.into());
         if release != NONE {
             e.release = release;
         }
@@ -449,62 +467,128 @@ impl LicenseMapBuilder {
         }
     }
 
-    /// Attaches a deal set to a selector; the newest `updated` wins. `origin` names the file
-    /// and line for error messages.
+    fn file_index(&mut self, file: &str) -> u32 {
+        match self.files.iter().rposition(|f| f == file) {
+            Some(i) => i as u32,
+            None => {
+                self.files.push(file.to_owned());
+                (self.files.len() - 1) as u32
+            }
+        }
+    }
+
+    fn intern_set(&mut self, updated: DateTime<Utc>, mut deals: Vec<DealId>) -> DealSetId {
+        deals.sort_unstable();
+        deals.dedup();
+        let key = (updated.timestamp_micros(), deals.into_boxed_slice());
+        if let Some(&s) = self.interned_sets.get(&key) {
+            return s;
+        }
+        let s = DealSetId(self.map.dealsets.len() as u32);
+        self.map.dealsets.push(DealSet {
+            updated,
+            deals: key.1.clone(),
+        });
+        self.interned_sets.insert(key, s);
+        s
+    }
+
+    /// Decides whether `new` replaces `old` (newer wins; equal time and equal deals is the
+    /// same deal set; equal time and other deals is an error).
+    fn newer(&self, old: Option<&Attached>, new: DealSetId) -> Result<bool, AttachError> {
+        let Some(old) = old else { return Ok(true) };
+        let (o, n) = (
+            &self.map.dealsets[old.set.0 as usize],
+            &self.map.dealsets[new.0 as usize],
+        );
+        if o.updated != n.updated {
+            return Ok(n.updated > o.updated);
+        }
+        if o.deals == n.deals {
+            return Ok(false);
+        }
+        Err(AttachError::Ambiguous {
+            other: format!("{} #{}", self.files[old.file as usize], old.item),
+        })
+    }
+
+    /// Attaches a deal set to a selector; the newest `updated` wins.
     pub fn attach(
         &mut self,
         selector: Selector,
         updated: DateTime<Utc>,
-        mut deals: Vec<DealId>,
-        origin: String,
+        deals: Vec<DealId>,
+        origin: Origin<'_>,
     ) -> Result<(), AttachError> {
-        deals.sort_unstable();
-        deals.dedup();
-        if let Some((old, old_origin)) = self.selectors.get(&selector) {
-            let old_set = &self.map.dealsets[old.0 as usize];
-            if old_set.updated > updated {
-                return Ok(());
-            }
-            if old_set.updated == updated {
-                if *old_set.deals == *deals {
-                    return Ok(());
-                }
-                return Err(AttachError::Ambiguous {
-                    other: old_origin.clone(),
-                });
-            }
+        if let Selector::Track(t) = selector {
+            return self.attach_track(t.into_boxed_str(), updated, deals, origin);
         }
-        let key = (updated.timestamp_micros(), deals);
-        let set = match self.interned_sets.get(&key) {
-            Some(&s) => s,
-            None => {
-                let s = DealSetId(self.map.dealsets.len() as u32);
-                self.map.dealsets.push(DealSet {
-                    updated,
-                    deals: key.1.clone().into_boxed_slice(),
-                });
-                self.interned_sets.insert(key, s);
-                s
-            }
+        let set = self.intern_set(updated, deals);
+        let att = Attached {
+            set,
+            file: self.file_index(origin.file),
+            item: origin.item,
         };
-        self.selectors.insert(selector, (set, origin));
+        if self.newer(self.other_sets.get(&selector), set)? {
+            self.other_sets.insert(selector, att);
+        }
         Ok(())
+    }
+
+    /// Attaches a deal set to a track; the newest `updated` wins. Writes straight into the
+    /// map: a million-track catalogue is held once.
+    pub fn attach_track(
+        &mut self,
+        track: Box<str>,
+        updated: DateTime<Utc>,
+        deals: Vec<DealId>,
+        origin: Origin<'_>,
+    ) -> Result<(), AttachError> {
+        let set = self.intern_set(updated, deals);
+        let file = self.file_index(origin.file);
+        let current = self
+            .map
+            .tracks
+            .get(&track)
+            .filter(|e| e.dealset != NONE)
+            .map(|e| Attached {
+                set: DealSetId(e.dealset),
+                file: e.origin.0,
+                item: e.origin.1,
+            });
+        if self.newer(current.as_ref(), set)? {
+            let e = self.track_entry(track);
+            e.dealset = set.0;
+            e.origin = (file, origin.item);
+        }
+        Ok(())
+    }
+
+    /// Whether the track already has a deal set from `file`.
+    pub fn track_has_set_from(&self, track: &str, file: &str) -> bool {
+        self.map.tracks.get(track).is_some_and(|e| {
+            e.dealset != NONE
+                && self
+                    .files
+                    .get(e.origin.0 as usize)
+                    .is_some_and(|f| f == file)
+        })
     }
 
     /// Finishes the map.
     pub fn finish(mut self) -> LicenseMap {
-        for (sel, (set, _)) in std::mem::take(&mut self.selectors) {
+        for (sel, att) in std::mem::take(&mut self.other_sets) {
             match sel {
-                Selector::Track(t) => self.track_entry(&t).dealset = set.0,
+                Selector::Track(t) => self.track_entry(t.into_boxed_str()).dealset = att.set.0,
                 Selector::Release(r) => {
                     let i = self.intern_name(&r);
-                    self.map.releases.insert(i, set);
+                    self.map.releases.insert(i, att.set);
                 }
                 Selector::Label(l) => {
                     let i = self.intern_name(&l);
-                    self.map.labels.insert(i, set);
+                    self.map.labels.insert(i, att.set);
                 }
-                Selector::Catalog => self.map.catalog = Some(set),
+                Selector::Catalog => self.map.catalog = Some(att.set),
             }
         }
         self.map.tracks.shrink_to_fit();

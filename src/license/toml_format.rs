@@ -337,9 +337,15 @@ pub(crate) fn attach_sets(
         if !ok {
             continue;
         }
-        if let Err(super::AttachError::Ambiguous { other }) =
-            b.attach(selector, updated, ids, format!("{file} dealset #{i}"))
-        {
+        if let Err(super::AttachError::Ambiguous { other }) = b.attach(
+            selector,
+            updated,
+            ids,
+            super::Origin {
+                file,
+                item: i as u32,
+            },
+        ) {
             problems.push(Problem::new(
                 file,
                 item,

@@ -307,12 +307,20 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let permits = Arc::new(Semaphore::new(app.config.limits.max_connections));
+    // Never sent on; dropped when `run` returns, which closes the connections still open then
+    // (the grace period is over) instead of letting them outlive the server.
+    let (cut, _) = tokio::sync::watch::channel(());
     if app.report.is_some() {
         let app2 = app.clone();
+        let mut stop = cut.subscribe();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(30));
             loop {
-                tick.tick().await;
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop.changed() => return,
+                }
                 let snap = app2.snapshot.load_full();
                 let a = app2.clone();
                 // File I/O off the runtime's worker threads.
@@ -320,7 +328,6 @@ pub async fn run(
             }
         });
     }
-    let permits = Arc::new(Semaphore::new(app.config.limits.max_connections));
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -332,8 +339,12 @@ pub async fn run(
                 let watched = graceful.watch(conn);
                 let gauge = app.metrics.open_connections.clone();
                 gauge.inc();
+                let mut cut = cut.subscribe();
                 tokio::spawn(async move {
-                    let _ = watched.await;
+                    tokio::select! {
+                        _ = watched => {}
+                        _ = cut.changed() => {}
+                    }
                     gauge.dec();
                     drop(permit);
                 });
@@ -343,8 +354,12 @@ pub async fn run(
                 let app2 = app.clone();
                 let conn = http1_builder(&app).serve_connection(TokioIo::new(stream), hyper::service::service_fn(move |req| admin::handle(app2.clone(), req)));
                 let watched = graceful.watch(conn);
+                let mut cut = cut.subscribe();
                 tokio::spawn(async move {
-                    let _ = watched.await;
+                    tokio::select! {
+                        _ = watched => {}
+                        _ = cut.changed() => {}
+                    }
                 });
             }
         }

@@ -171,18 +171,32 @@ pub async fn handle(
                     .and_then(|v| v.to_str().ok())
                     .map(str::to_owned)
             };
-            let use_type = m
+            // As in authz: a use or tier that does not parse denies rather than falling back.
+            let use_s = m
                 .use_type
                 .or_else(|| from_query("use"))
-                .or_else(|| header(&cfg.use_header))
-                .and_then(|u| u.parse().ok())
-                .unwrap_or(cfg.default_use);
-            let tier = m
+                .or_else(|| header(&cfg.use_header));
+            let use_type = match use_s.map(|u| u.parse()) {
+                None => cfg.default_use,
+                Some(Ok(u)) => u,
+                Some(Err(_)) => {
+                    return (Door::Proxy, blocked(&up.cfg, head, "deny", "bad_use", None));
+                }
+            };
+            let tier_s = m
                 .tier
                 .or_else(|| from_query("tier"))
-                .or_else(|| header(&cfg.tier_header))
-                .and_then(|t| t.parse().ok())
-                .unwrap_or(cfg.default_tier);
+                .or_else(|| header(&cfg.tier_header));
+            let tier = match tier_s.map(|t| t.parse()) {
+                None => cfg.default_tier,
+                Some(Ok(t)) => t,
+                Some(Err(_)) => {
+                    return (
+                        Door::Proxy,
+                        blocked(&up.cfg, head, "deny", "bad_tier", None),
+                    );
+                }
+            };
             let now = Utc::now();
             let (gps, cell) = header_hints(req.headers(), now, app).unwrap_or_default();
             let (ev, client) = evidence(app, snap, peer, req.headers(), gps, cell.as_ref());
@@ -232,6 +246,9 @@ async fn forward(
     parts.uri = uri;
     let original_host = parts.headers.get(header::HOST).cloned();
     strip_hop_by_hop(&mut parts.headers);
+    // Location hints serve the decision only: they never leave the request (PRIVACY.md).
+    parts.headers.remove("geo-hint");
+    parts.headers.remove("cell-hint");
     // The origin sees its own name; the listener's Host goes along as X-Forwarded-Host.
     if let Some(a) = up
         .cfg
@@ -245,12 +262,19 @@ async fn forward(
         parts.headers.insert("x-forwarded-host", h);
     }
     let ip = peer.ip();
-    let xff = match parts
-        .headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-    {
-        Some(prev) => format!("{prev}, {ip}"),
+    // A chain is passed on only from a trusted proxy; from anyone else it is the client's own
+    // claim, so the origin gets the socket peer alone.
+    let trusted = app.config.client.trusted_proxies.contains(ip);
+    let prev = |name| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .filter(|_| trusted)
+            .map(str::to_owned)
+    };
+    let xff = match prev("x-forwarded-for") {
+        Some(p) => format!("{p}, {ip}"),
         None => ip.to_string(),
     };
     let node = if ip.is_ipv6() {
@@ -258,12 +282,8 @@ async fn forward(
     } else {
         ip.to_string()
     };
-    let fwd = match parts
-        .headers
-        .get(header::FORWARDED)
-        .and_then(|v| v.to_str().ok())
-    {
-        Some(prev) => format!("{prev}, for={node};proto=http"),
+    let fwd = match prev("forwarded") {
+        Some(p) => format!("{p}, for={node};proto=http"),
         None => format!("for={node};proto=http"),
     };
     for (name, value) in [("x-forwarded-for", xff), ("forwarded", fwd)] {

@@ -227,3 +227,59 @@ fn check_with_evidence_prints_a_summary_without_raw_values() {
         Some(2)
     );
 }
+
+#[test]
+fn a_data_directory_brings_its_ip_database_and_mcc_table() {
+    // A directory copy of the embedded data: the IP database and the MCC table must be read
+    // from it too (check --ip and --mcc would give no evidence otherwise).
+    let dir = tempfile::tempdir().expect("tmp");
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("regions");
+    std::fs::create_dir_all(dir.path().join("ip")).expect("mkdir");
+    std::fs::create_dir_all(dir.path().join("licenses")).expect("mkdir");
+    std::fs::create_dir_all(dir.path().join("custom")).expect("mkdir");
+    for f in [
+        "countries.geojson.gz",
+        "groups.toml",
+        "mcc-mnc.csv",
+        "ip/geoip.mmdb",
+        "licenses/sample.toml",
+        "custom/lake-constance.geojson",
+    ] {
+        std::fs::copy(src.join(f), dir.path().join(f)).expect("copy");
+    }
+    let d = dir.path().to_str().expect("path");
+    let o = run(
+        &[
+            "--regions",
+            d,
+            "check",
+            "--track",
+            "QZNW52400010",
+            "--ip",
+            "193.99.144.80",
+            "--at",
+            "2025-06-01T00:00:00Z",
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert!(stdout(&o).contains("\"source\":\"ip\""));
+    let o = run(
+        &[
+            "--regions",
+            d,
+            "check",
+            "--track",
+            "QZNW52400010",
+            "--mcc",
+            "262",
+            "--mnc",
+            "01",
+            "--at",
+            "2025-06-01T00:00:00Z",
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert!(stdout(&o).contains("\"source\":\"cell\""));
+}

@@ -4,5 +4,6 @@ mod cli;
 mod diff;
 mod licenses;
 mod locate;
+mod server;
 mod util;
 mod world;

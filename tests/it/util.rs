@@ -104,3 +104,225 @@ pub fn decide_at(
         at(now),
     )
 }
+
+// ---- The edge service in-process: start it on loopback, speak HTTP to it --------------------
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use regiongate::config::{Config, Overrides};
+use regiongate::server::App;
+use regiongate::server::metrics::Metrics;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Runs a future with a deadline; a test that overruns fails with `what` instead of hanging.
+pub async fn within<T>(secs: u64, what: &str, f: impl Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(secs), f)
+        .await
+        .unwrap_or_else(|_| panic!("timed out after {secs} s: {what}"))
+}
+
+/// The current Unix time in seconds (for hint `ts` fields).
+pub fn now_unix() -> i64 {
+    Utc::now().timestamp()
+}
+
+/// The edge service running in-process on two loopback listeners (`regiongate::server::run`).
+pub struct TestServer {
+    /// The shared state: swap snapshots, read the config.
+    pub app: Arc<App>,
+    /// The public listener.
+    pub public: SocketAddr,
+    /// The admin listener.
+    pub admin: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestServer {
+    /// Starts a server from config text (listen addresses are ignored: loopback port 0 is
+    /// bound here) and a first snapshot.
+    pub async fn start(config_toml: &str, snapshot: Snapshot) -> TestServer {
+        TestServer::start_with_env(config_toml, |_| None, snapshot).await
+    }
+
+    /// Like [`TestServer::start`], with an environment lookup for the config.
+    pub async fn start_with_env(
+        config_toml: &str,
+        env: impl Fn(&str) -> Option<String>,
+        snapshot: Snapshot,
+    ) -> TestServer {
+        let config = Config::load(Some(config_toml), env, Overrides::default())
+            .unwrap_or_else(|e| panic!("test config: {e}\n{config_toml}"));
+        let metrics = Metrics::new(prometheus::Registry::new()).expect("metrics registry");
+        let app = App::new(config, snapshot, metrics);
+        let public = TcpListener::bind("127.0.0.1:0").await.expect("bind public");
+        let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
+        let (public_addr, admin_addr) = (
+            public.local_addr().expect("public addr"),
+            admin.local_addr().expect("admin addr"),
+        );
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(regiongate::server::run(
+            app.clone(),
+            public,
+            admin,
+            async move {
+                let _ = rx.await;
+            },
+        ));
+        TestServer {
+            app,
+            public: public_addr,
+            admin: admin_addr,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// The data version being served.
+    pub fn version(&self) -> String {
+        self.app.snapshot.load().version.clone()
+    }
+
+    /// Resolves the shutdown future `run` was given (does not wait).
+    pub fn trigger_shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Waits for `run` to return (after [`TestServer::trigger_shutdown`]).
+    pub async fn join(&mut self) -> std::io::Result<()> {
+        let task = self.task.take().expect("run was not joined yet");
+        task.await.expect("the server task did not panic")
+    }
+
+    /// Shuts down and waits for `run` to return.
+    pub async fn stop(mut self) {
+        self.trigger_shutdown();
+        within(15, "server shutdown", self.join())
+            .await
+            .expect("run returns Ok");
+    }
+}
+
+/// A buffered HTTP response.
+#[derive(Debug)]
+pub struct Reply {
+    /// Status.
+    pub status: StatusCode,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// The whole body.
+    pub body: Bytes,
+}
+
+impl Reply {
+    /// A header as text, if present.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().expect("ASCII header"))
+    }
+
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The body as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.text()))
+    }
+}
+
+/// A request builder with a Host header; the body is added by the caller.
+pub fn request(method: &str, path: &str) -> http::request::Builder {
+    Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "regiongate.test")
+}
+
+/// Sends one request on a new connection and returns the response with its body unread.
+///
+/// # Errors
+/// Connect, handshake or protocol errors.
+pub async fn send_streaming(
+    addr: SocketAddr,
+    req: Request<Full<Bytes>>,
+) -> Result<Response<Incoming>, Box<dyn std::error::Error + Send + Sync>> {
+    let stream = TcpStream::connect(addr).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    Ok(sender.send_request(req).await?)
+}
+
+/// Sends one request on a new connection and reads the whole response (bounded in time).
+pub async fn send(addr: SocketAddr, req: Request<Full<Bytes>>) -> Reply {
+    let what = format!("{} {}", req.method(), req.uri());
+    within(20, &what.clone(), async move {
+        let resp = send_streaming(addr, req)
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        let (parts, body) = resp.into_parts();
+        let body = body
+            .collect()
+            .await
+            .unwrap_or_else(|e| panic!("{what}: body: {e}"))
+            .to_bytes();
+        Reply {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        }
+    })
+    .await
+}
+
+/// `GET path` with extra headers.
+pub async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Reply {
+    call(addr, "GET", path, headers, "").await
+}
+
+/// Any method, extra headers and a body.
+pub async fn call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Reply {
+    let mut b = request(method, path);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let req = b
+        .body(Full::new(Bytes::from(body.to_owned())))
+        .expect("request");
+    send(addr, req).await
+}
+
+/// Writes raw bytes on a new connection and reads until the server closes it (bounded).
+pub async fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> String {
+    within(10, "raw exchange", async {
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        s.write_all(bytes).await.expect("write");
+        let mut out = Vec::new();
+        // A reset after the answer counts as the end too.
+        let _ = s.read_to_end(&mut out).await;
+        String::from_utf8_lossy(&out).into_owned()
+    })
+    .await
+}
