@@ -18,7 +18,7 @@
 //!   problems are [`problem::Problem`]s naming the file, the feature or deal, and the reason.
 //! * [`privacy`] holds the redacted types raw location data lives in.
 
-#![deny(unsafe_code)] // one reviewed exception: snapshot::map_file (memory-mapped IP databases)
+#![deny(unsafe_code)] // reviewed exceptions: snapshot::map_file (memory-mapped databases), snapshot::release_freed_memory (malloc_trim)
 
 pub mod config;
 pub mod decide;
