@@ -5,8 +5,9 @@
 //! * Envoy `ext_authz` (HTTP service, `path_prefix = "/v1/authz"`): the original path follows
 //!   the prefix: `GET /v1/authz/audio/QZ.../seg-1.mp4`.
 //!
-//! The track (and use, tier) come from the original path through the route patterns, then
-//! the original query (`use`, `tier`), then headers the CDN sets, then defaults.
+//! The track (and use, tier) come from the original path through the route patterns; use and
+//! tier otherwise from headers set by the CDN (believed from trusted proxies only), then
+//! defaults. Never from the original query: the listener writes it.
 //!
 //! Allow: `200`, empty body, `X-Regiongate-Decision`, `X-Regiongate-Territory` and
 //! `X-Regiongate-Version` headers (for `auth_request_set` / `allowed_upstream_headers`).
@@ -82,7 +83,9 @@ pub fn handle(
     req: &Request<Incoming>,
 ) -> Response<Body> {
     let head = req.method() == Method::HEAD;
-    if req.method() != Method::GET && !head {
+    // nginx always sends GET; Envoy sends the listener's own method, judged below.
+    let prefix_style = req.uri().path() != app.config.authz.path_prefix;
+    if req.method() != Method::GET && !head && !prefix_style {
         return json_response(
             StatusCode::METHOD_NOT_ALLOWED,
             &json!({"error": "auth subrequests use GET or HEAD"}),
@@ -113,9 +116,23 @@ pub fn handle(
             None => rest.to_owned(),
         }
     };
-    let (opath, oquery) = original
+    // The query is the listener's: it never sets use or tier (see cdn_use_tier).
+    let opath = original
         .split_once('?')
-        .map_or((original.as_str(), None), |(p, q)| (p, Some(q)));
+        .map_or(original.as_str(), |(p, _)| p);
+    // The original method (nginx passes it in a header; Envoy sends it as the subrequest's):
+    // a CORS preflight carries no media and passes; only GET and HEAD are playback.
+    let method = req
+        .headers()
+        .get(&cfg.original_method_header)
+        .and_then(|v| v.to_str().ok())
+        .map_or_else(|| req.method().as_str().to_owned(), str::to_ascii_uppercase);
+    if method == "OPTIONS" {
+        return answer(StatusCode::OK, head, "unmatched", "not_playback", None);
+    }
+    if method != "GET" && method != "HEAD" {
+        return answer(cfg.deny_status, head, "deny", "not_playback", None);
+    }
     let Some(m) = match_routes(&app.config.routes, opath) else {
         app.metrics.decision(
             Door::Authz,
@@ -139,40 +156,9 @@ pub fn handle(
             Unmatched::Deny => answer(cfg.deny_status, head, "deny", "not_a_track_route", None),
         };
     };
-    let from_query = |k: &str| {
-        oquery.and_then(|q| {
-            q.split('&')
-                .filter_map(|p| p.split_once('='))
-                .find(|(key, _)| *key == k)
-                .and_then(|(_, v)| super::route::percent_decode(v))
-        })
-    };
-    let header = |h: &http::HeaderName| {
-        req.headers()
-            .get(h)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
-    let use_s = m
-        .use_type
-        .clone()
-        .or_else(|| from_query("use"))
-        .or_else(|| header(&cfg.use_header));
-    let tier_s = m
-        .tier
-        .clone()
-        .or_else(|| from_query("tier"))
-        .or_else(|| header(&cfg.tier_header));
-    // An unparsable use or tier is not something the listener can fix: it denies.
-    let use_type = match use_s.map(|u| u.parse()) {
-        None => cfg.default_use,
-        Some(Ok(u)) => u,
-        Some(Err(_)) => return answer(cfg.deny_status, head, "deny", "bad_use", None),
-    };
-    let tier = match tier_s.map(|t| t.parse()) {
-        None => cfg.default_tier,
-        Some(Ok(t)) => t,
-        Some(Err(_)) => return answer(cfg.deny_status, head, "deny", "bad_tier", None),
+    let (use_type, tier) = match super::cdn_use_tier(app, peer, req.headers(), &m) {
+        Ok(x) => x,
+        Err(reason) => return answer(cfg.deny_status, head, "deny", reason, None),
     };
     let now = Utc::now();
     let (gps, cell) = header_hints(req.headers(), now, app).unwrap_or_default();

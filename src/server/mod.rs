@@ -168,6 +168,53 @@ pub fn evidence(
     (locate::gather(snap, client.as_ref(), gps, cell), client)
 }
 
+/// Use type and tier of a CDN request: the route's `{use}` / `{tier}` captures (the operator
+/// put them in the media URL, which the CDN signs), else the CDN's headers, believed only from
+/// a trusted proxy (a listener could send them too), else the defaults. Never the query string.
+///
+/// # Errors
+/// The reason to deny with, for a value that does not parse.
+pub fn cdn_use_tier(
+    app: &App,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    m: &route::RouteMatch,
+) -> Result<(crate::license::UseType, crate::license::Tier), &'static str> {
+    let cfg = &app.config.authz;
+    let trusted = app.config.client.trusted_proxies.contains(peer.ip());
+    let header = |h: &http::HeaderName| {
+        trusted
+            .then(|| {
+                headers
+                    .get(h)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            })
+            .flatten()
+    };
+    let use_type = match m
+        .use_type
+        .clone()
+        .or_else(|| header(&cfg.use_header))
+        .map(|u| u.parse())
+    {
+        None => cfg.default_use,
+        Some(Ok(u)) => u,
+        Some(Err(_)) => return Err("bad_use"),
+    };
+    let tier = match m
+        .tier
+        .clone()
+        .or_else(|| header(&cfg.tier_header))
+        .map(|t| t.parse())
+    {
+        None => cfg.default_tier,
+        Some(Ok(t)) => t,
+        Some(Err(_)) => return Err("bad_tier"),
+    };
+    Ok((use_type, tier))
+}
+
 /// Decides and records (metric and decision log line; the client network only when the
 /// operator turned IP logging on, truncated).
 pub fn decide_and_record(

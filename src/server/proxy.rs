@@ -11,7 +11,7 @@
 //! request targets and CONNECT are refused, and `Host` is never used to pick a destination.
 
 use super::metrics::{Door, UpstreamError};
-use super::route::{match_routes, percent_decode};
+use super::route::match_routes;
 use super::{App, Body, BoxError, decide_and_record, evidence, header_hints, json_response};
 use crate::config::{ProxyConfig, Unmatched};
 use crate::decide::{Question, Verdict};
@@ -155,47 +155,9 @@ pub async fn handle(
         }
         None => {}
         Some(m) => {
-            let cfg = &app.config.authz;
-            let q = req.uri().query();
-            let from_query = |k: &str| {
-                q.and_then(|q| {
-                    q.split('&')
-                        .filter_map(|p| p.split_once('='))
-                        .find(|(key, _)| *key == k)
-                        .and_then(|(_, v)| percent_decode(v))
-                })
-            };
-            let header = |h: &HeaderName| {
-                req.headers()
-                    .get(h)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned)
-            };
-            // As in authz: a use or tier that does not parse denies rather than falling back.
-            let use_s = m
-                .use_type
-                .or_else(|| from_query("use"))
-                .or_else(|| header(&cfg.use_header));
-            let use_type = match use_s.map(|u| u.parse()) {
-                None => cfg.default_use,
-                Some(Ok(u)) => u,
-                Some(Err(_)) => {
-                    return (Door::Proxy, blocked(&up.cfg, head, "deny", "bad_use", None));
-                }
-            };
-            let tier_s = m
-                .tier
-                .or_else(|| from_query("tier"))
-                .or_else(|| header(&cfg.tier_header));
-            let tier = match tier_s.map(|t| t.parse()) {
-                None => cfg.default_tier,
-                Some(Ok(t)) => t,
-                Some(Err(_)) => {
-                    return (
-                        Door::Proxy,
-                        blocked(&up.cfg, head, "deny", "bad_tier", None),
-                    );
-                }
+            let (use_type, tier) = match super::cdn_use_tier(app, peer, req.headers(), &m) {
+                Ok(x) => x,
+                Err(reason) => return (Door::Proxy, blocked(&up.cfg, head, "deny", reason, None)),
             };
             let now = Utc::now();
             let (gps, cell) = header_hints(req.headers(), now, app).unwrap_or_default();

@@ -4,6 +4,7 @@ mod cli;
 mod diff;
 mod licenses;
 mod locate;
+mod nginx;
 mod server;
 mod util;
 mod world;

@@ -750,10 +750,11 @@ async fn authz_answers_nginx_and_envoy_subrequests() {
                 "use_not_licensed",
             ),
             (
+                // The listener writes the query: it never sets the tier.
                 "/v1/authz/audio/TP/s.mp4?tier=premium",
                 vec![],
-                200,
-                "licensed",
+                403,
+                "tier_not_licensed",
             ),
             (
                 "/v1/authz/audio/TP/s.mp4",
@@ -775,8 +776,8 @@ async fn authz_answers_nginx_and_envoy_subrequests() {
                 "use_not_licensed",
             ),
             (
-                "/v1/authz/audio/T1/s.mp4?tier=gold",
-                vec![],
+                "/v1/authz/audio/T1/s.mp4",
+                vec![("x-regiongate-tier", "gold")],
                 403,
                 "bad_tier",
             ),
@@ -791,20 +792,29 @@ async fn authz_answers_nginx_and_envoy_subrequests() {
                 "{path} {extra:?}"
             );
         }
-        // nginx: the tier in the original URI's query.
+        // nginx: a tier in the original URI's query is the listener's and is ignored.
         let r = get(
             a,
             "/v1/authz",
             &nginx("/audio/TP/s.mp4?tier=premium", IP_DE),
         )
         .await;
-        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
 
         // Malformed subrequests.
         let r = get(a, "/v1/authz", &[("x-forwarded-for", IP_DE)]).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST);
         assert_eq!(r.json()["field"], json!("x-original-uri"));
+        // Envoy passes the listener's method: only GET and HEAD are playback; a CORS
+        // preflight passes; nginx-style subrequests must be GET or HEAD themselves.
         let r = call(a, "POST", "/v1/authz/audio/T1/s.mp4", &[], "").await;
+        assert_eq!(
+            (r.status, r.header("x-regiongate-reason")),
+            (StatusCode::FORBIDDEN, Some("not_playback"))
+        );
+        let r = call(a, "OPTIONS", "/v1/authz/audio/T1/s.mp4", &[], "").await;
+        assert_eq!(r.status, StatusCode::OK);
+        let r = call(a, "POST", "/v1/authz", &[], "").await;
         assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
         srv.stop().await;
     })

@@ -1,0 +1,212 @@
+#!/usr/bin/env bash
+# HTTP load on loopback: regiongate's /v1/authz against nginx + libnginx-mod-http-geoip2 doing
+# the equivalent country gate (benches/load/nginx-gate.conf), in one run, with the same wrk
+# settings, the same IP database (regions/ip/geoip.mmdb) and the same 1000 listener addresses
+# (benches/load/ips.txt, half of them in the licensed countries DE AT CH LI), sent as
+# X-Forwarded-For from the trusted peer 127.0.0.1.
+#
+#   benches/load/authz_vs_nginx.sh
+#
+# Runs, each after a short warm-up:
+#   nginx-geoip2     the nginx gate (access log off)
+#   regiongate-ip    regiongate, client address only (RUST_LOG=warn: no decision log lines)
+#   regiongate-gps   the same with a fresh Geo-Hint on every request (point-in-polygon lookup)
+#   regiongate-log   regiongate, address only, with its default decision log (RUST_LOG=info,
+#                    one line per request, to a file)
+# then prints requests/s, latency percentiles and the ratios to nginx.
+#
+# Settings (environment): THREADS=2 CONNS=64 DURATION=15s WARMUP=3s ROUNDS=1 (ROUNDS>1 runs
+# the whole sequence again and reports the median), PIN=0 (1: servers on CPU 0 with one worker,
+# wrk on CPU 1 with one thread), NGINX_PORT=18280 RG_PORT=18180 RG_ADMIN_PORT=18190,
+# KEEP=0 (1: keep the work directory with the raw wrk outputs and logs).
+#
+# Needs: cargo, nginx with libnginx-mod-http-geoip2, wrk, curl, python3
+# (Debian: apt-get install -y nginx libnginx-mod-http-geoip2 wrk curl).
+#
+# wrk, the servers and everything else on the machine share its cores: on a 2-core machine
+# the figures are a comparison made under the same conditions, not either server's capacity.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+THREADS=${THREADS:-2}
+CONNS=${CONNS:-64}
+DURATION=${DURATION:-15s}
+WARMUP=${WARMUP:-3s}
+ROUNDS=${ROUNDS:-1}
+PIN=${PIN:-0}
+NGINX_PORT=${NGINX_PORT:-18280}
+RG_PORT=${RG_PORT:-18180}
+RG_ADMIN_PORT=${RG_ADMIN_PORT:-18190}
+KEEP=${KEEP:-0}
+IPS=${IPS:-$HERE/ips.txt}
+GEOIP2_MODULE=/usr/lib/nginx/modules/ngx_http_geoip2_module.so
+
+die() {
+    echo "authz_vs_nginx.sh: $*" >&2
+    exit 1
+}
+
+NGINX=$(command -v nginx || true)
+[ -z "$NGINX" ] && [ -x /usr/sbin/nginx ] && NGINX=/usr/sbin/nginx
+[ -n "$NGINX" ] || die "nginx not found (apt-get install -y nginx libnginx-mod-http-geoip2)"
+[ -e "$GEOIP2_MODULE" ] || die "$GEOIP2_MODULE missing (apt-get install -y libnginx-mod-http-geoip2)"
+for t in wrk curl python3 cargo; do
+    command -v "$t" >/dev/null || die "$t not found"
+done
+[ -s "$IPS" ] || die "$IPS missing (benches/load/make_ips.py writes it)"
+
+if [ "$PIN" = 1 ]; then
+    SERVER_CPU=(taskset -c 0)
+    WRK_CPU=(taskset -c 1)
+    THREADS=1
+    NGINX_WORKERS=1
+    export TOKIO_WORKER_THREADS=1
+else
+    SERVER_CPU=()
+    WRK_CPU=()
+    NGINX_WORKERS=auto
+fi
+
+WORK=$(mktemp -d /tmp/regiongate-load.XXXXXX)
+NGINX_PID=""
+RG_PID=""
+
+stop() {
+    # $1: pid. TERM (nginx: fast shutdown, workers too; regiongate: drains), then wait.
+    local pid=$1
+    [ -n "$pid" ] || return 0
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for _ in $(seq 1 50); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    stop "$RG_PID"
+    stop "$NGINX_PID"
+    wait 2>/dev/null || true
+    if [ "$KEEP" = 1 ]; then
+        echo "work directory kept: $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+wait_http() {
+    # $1: URL, $2: what, $3: status expected (default: any answer at all)
+    local code
+    for _ in $(seq 1 600); do
+        code=$(curl -s -o /dev/null -w '%{http_code}' "$1" || true)
+        if [ "$code" != 000 ] && { [ -z "${3:-}" ] || [ "$code" = "$3" ]; }; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    die "$2 did not come up ($1)"
+}
+
+echo "== build (cargo build --release)"
+(cd "$ROOT" && cargo build --release --quiet)
+BIN=$ROOT/target/release/regiongate
+
+echo "== nginx + geoip2 gate on 127.0.0.1:$NGINX_PORT (worker_processes $NGINX_WORKERS)"
+mkdir -p "$WORK/nginx/logs" "$WORK/nginx/tmp"
+sed -e "s|__LISTEN__|127.0.0.1:$NGINX_PORT|" \
+    -e "s|__MMDB__|$ROOT/regions/ip/geoip.mmdb|" \
+    -e "s|__WORKERS__|$NGINX_WORKERS|" \
+    "$HERE/nginx-gate.conf" >"$WORK/nginx/gate.conf"
+"$NGINX" -t -q -c "$WORK/nginx/gate.conf" -p "$WORK/nginx/"
+"${SERVER_CPU[@]}" "$NGINX" -c "$WORK/nginx/gate.conf" -p "$WORK/nginx/" \
+    -g "daemon off; pid $WORK/nginx/nginx.pid;" 2>"$WORK/nginx/stderr" &
+NGINX_PID=$!
+
+cat >"$WORK/regiongate.toml" <<'EOF'
+[client]
+trusted_proxies = ["127.0.0.1/32"]
+EOF
+
+start_regiongate() {
+    # $1: RUST_LOG level, $2: log file
+    RUST_LOG=$1 "${SERVER_CPU[@]}" "$BIN" serve --config "$WORK/regiongate.toml" \
+        --listen "127.0.0.1:$RG_PORT" --admin-listen "127.0.0.1:$RG_ADMIN_PORT" 2>"$2" &
+    RG_PID=$!
+    wait_http "http://127.0.0.1:$RG_ADMIN_PORT/readyz" regiongate 200
+}
+
+echo "== regiongate on 127.0.0.1:$RG_PORT (embedded data, trusted_proxies 127.0.0.1/32)"
+start_regiongate warn "$WORK/regiongate-warn.log"
+wait_http "http://127.0.0.1:$NGINX_PORT/v1/authz" nginx
+
+echo "== same answers? ($(wc -l <"$IPS") addresses, each to both gates; regiongate also with Geo-Hint)"
+python3 "$HERE/verify.py" "$IPS" "$NGINX_PORT" "$RG_PORT"
+
+load() {
+    # $1: name, $2: URL, $3: "" or gps
+    local name=$1 url=$2 mode=$3 round=$4
+    local args=(-t"$THREADS" -c"$CONNS" -s "$HERE/authz.lua")
+    timeout 120 "${WRK_CPU[@]}" wrk "${args[@]}" -d"$WARMUP" "$url" -- "$IPS" $mode >/dev/null
+    echo "-- $name (round $round): load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+    timeout 300 "${WRK_CPU[@]}" wrk "${args[@]}" -d"$DURATION" --latency --timeout 2s \
+        "$url" -- "$IPS" $mode | tee "$WORK/$name.$round.txt"
+}
+
+NG_URL="http://127.0.0.1:$NGINX_PORT/v1/authz"
+RG_URL="http://127.0.0.1:$RG_PORT/v1/authz"
+echo "== wrk -t$THREADS -c$CONNS -d$DURATION --latency -s benches/load/authz.lua URL -- ips.txt [gps]"
+echo "   ($(nproc) cores; PIN=$PIN)"
+for round in $(seq 1 "$ROUNDS"); do
+    if [ "$round" -gt 1 ]; then
+        stop "$RG_PID"
+        start_regiongate warn "$WORK/regiongate-warn.log"
+    fi
+    load nginx-geoip2 "$NG_URL" "" "$round"
+    load regiongate-ip "$RG_URL" "" "$round"
+    load regiongate-gps "$RG_URL" gps "$round"
+    stop "$RG_PID"
+    start_regiongate info "$WORK/regiongate-info.log"
+    load regiongate-log "$RG_URL" "" "$round"
+done
+stop "$RG_PID"
+RG_PID=""
+echo "-- decision log written in the last regiongate-log run: $(wc -l <"$WORK/regiongate-info.log") lines, $(du -h "$WORK/regiongate-info.log" | cut -f1)"
+
+echo "== summary (median of $ROUNDS round(s))"
+python3 - "$WORK" "$ROUNDS" <<'EOF'
+import re, statistics, sys
+work, rounds = sys.argv[1], int(sys.argv[2])
+UNIT = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
+
+def parse(path):
+    t = open(path).read()
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
+    pct = {}
+    for p, v, u in re.findall(r"^\s+(50|75|90|99)%\s+([\d.]+)(us|ms|s|m)\s*$", t, re.M):
+        pct[p] = float(v) * UNIT[u]
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", t)
+    total = int(re.search(r"(\d+) requests in", t).group(1))
+    errors = re.search(r"Socket errors: (.*)", t)
+    return {"rps": rps, "p50": pct["50"], "p90": pct["90"], "p99": pct["99"],
+            "deny": int(non2xx.group(1)) / total if non2xx else 0.0,
+            "errors": errors.group(1).strip() if errors else ""}
+
+names = ["nginx-geoip2", "regiongate-ip", "regiongate-gps", "regiongate-log"]
+res = {}
+for n in names:
+    runs = [parse(f"{work}/{n}.{r}.txt") for r in range(1, rounds + 1)]
+    res[n] = {k: (statistics.median(x[k] for x in runs) if k != "errors" else
+                  "; ".join(x[k] for x in runs if x[k])) for k in runs[0]}
+base = res["nginx-geoip2"]
+print(f"{'server':16} {'req/s':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'denied':>7}"
+      f" {'req/s vs nginx':>15} {'p50 vs nginx':>13} {'p99 vs nginx':>13}")
+for n in names:
+    r = res[n]
+    print(f"{n:16} {r['rps']:9.0f} {r['p50']:8.3f} {r['p90']:8.3f} {r['p99']:8.3f} {r['deny']:7.1%}"
+          f" {r['rps'] / base['rps']:15.2f} {r['p50'] / base['p50']:13.2f} {r['p99'] / base['p99']:13.2f}"
+          + (f"  socket errors: {r['errors']}" if r["errors"] else ""))
+EOF
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
