@@ -214,19 +214,15 @@ pub async fn post(
     let body: PostBody = match serde_json::from_slice(&bytes) {
         Ok(b) => b,
         Err(e) => {
-            // serde_json's message names the field or position, never a value of ours.
-            let field = if e.is_syntax() || e.is_eof() {
-                "body"
-            } else {
-                "tracks"
+            // serde_json's messages quote the offending value ("invalid type: string
+            // \"47.61\"..."), which may be a coordinate or an address: give a fixed reason.
+            let reason = match e.classify() {
+                serde_json::error::Category::Data => {
+                    "not the expected shape: {\"tracks\": [id | {track, use?, tier?}], \"use\"?, \"tier\"?, \"hints\"?: {\"gps\"?: {lat, lon, acc, ts}, \"cell\"?: {mcc, mnc, radio?, area?, cell?}}}"
+                }
+                _ => "not valid JSON",
             };
-            return bad_request(
-                field,
-                &format!(
-                    "not the expected JSON: {}",
-                    e.to_string().split(" at line").next().unwrap_or("")
-                ),
-            );
+            return bad_request("body", reason);
         }
     };
     if body.tracks.is_empty() {

@@ -2,9 +2,11 @@
 
 mod cli;
 mod diff;
+mod leak;
 mod licenses;
 mod locate;
 mod nginx;
+mod reload;
 mod server;
 mod util;
 mod world;

@@ -509,7 +509,7 @@ async fn preflight_post_answers_batches_within_limits() {
             (json!({"tracks": []}).to_string(), StatusCode::BAD_REQUEST, Some("tracks")),
             ("{\"tracks\": [\"T1\"".to_owned(), StatusCode::BAD_REQUEST, Some("body")),
             ("not json".to_owned(), StatusCode::BAD_REQUEST, Some("body")),
-            (json!({"tracks": [5]}).to_string(), StatusCode::BAD_REQUEST, Some("tracks")),
+            (json!({"tracks": [5]}).to_string(), StatusCode::BAD_REQUEST, Some("body")),
             (
                 json!({"tracks": ["T1"], "tier": "platinum"}).to_string(),
                 StatusCode::BAD_REQUEST,
