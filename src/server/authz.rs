@@ -18,11 +18,10 @@
 
 use super::metrics::Door;
 use super::route::match_routes;
-use super::{App, Body, decide_and_record, evidence, full, header_hints, json_response};
+use super::{App, Body, full, json_response};
 use crate::config::Unmatched;
-use crate::decide::{Question, Verdict};
+use crate::decide::Verdict;
 use crate::snapshot::Snapshot;
-use chrono::Utc;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::json;
@@ -156,19 +155,10 @@ pub fn handle(
             Unmatched::Deny => answer(cfg.deny_status, head, "deny", "not_a_track_route", None),
         };
     };
-    let (use_type, tier) = match super::cdn_use_tier(app, peer, req.headers(), &m) {
-        Ok(x) => x,
+    let d = match super::decide_cdn(app, snap, Door::Authz, peer, req.headers(), &m) {
+        Ok(d) => d,
         Err(reason) => return answer(cfg.deny_status, head, "deny", reason, None),
     };
-    let now = Utc::now();
-    let (gps, cell) = header_hints(req.headers(), now, app).unwrap_or_default();
-    let (ev, client) = evidence(app, snap, peer, req.headers(), gps, cell.as_ref());
-    let q = Question {
-        track: &m.track,
-        use_type,
-        tier,
-    };
-    let d = decide_and_record(app, snap, Door::Authz, &q, &ev, client.as_ref(), now);
     let territory = d.territory.map(|t| snap.territories.code(t));
     match d.verdict {
         Verdict::Allow => answer(StatusCode::OK, head, "allow", d.reason.as_str(), territory),

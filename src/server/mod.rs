@@ -215,6 +215,40 @@ pub fn cdn_use_tier(
     Ok((use_type, tier))
 }
 
+/// Decides a CDN request (auth subrequest or proxied media request) for a matched route:
+/// use and tier per [`cdn_use_tier`], hints from headers (a malformed hint is ignored: the
+/// CDN cannot act on a 400), the client through trusted proxies.
+///
+/// # Errors
+/// The reason to deny with, for a use or tier that does not parse.
+pub fn decide_cdn(
+    app: &App,
+    snap: &Snapshot,
+    door: Door,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    m: &route::RouteMatch,
+) -> Result<Decision, &'static str> {
+    let (use_type, tier) = cdn_use_tier(app, peer, headers, m)?;
+    let now = Utc::now();
+    let (gps, cell) = header_hints(headers, now, app).unwrap_or_default();
+    let (ev, client) = evidence(app, snap, peer, headers, gps, cell.as_ref());
+    let q = crate::decide::Question {
+        track: &m.track,
+        use_type,
+        tier,
+    };
+    Ok(decide_and_record(
+        app,
+        snap,
+        door,
+        &q,
+        &ev,
+        client.as_ref(),
+        now,
+    ))
+}
+
 /// Decides and records (metric and decision log line; the client network only when the
 /// operator turned IP logging on, truncated).
 pub fn decide_and_record(

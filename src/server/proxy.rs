@@ -12,11 +12,10 @@
 
 use super::metrics::{Door, UpstreamError};
 use super::route::match_routes;
-use super::{App, Body, BoxError, decide_and_record, evidence, header_hints, json_response};
+use super::{App, Body, BoxError, json_response};
 use crate::config::{ProxyConfig, Unmatched};
-use crate::decide::{Question, Verdict};
+use crate::decide::Verdict;
 use crate::snapshot::Snapshot;
-use chrono::Utc;
 use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
@@ -155,19 +154,10 @@ pub async fn handle(
         }
         None => {}
         Some(m) => {
-            let (use_type, tier) = match super::cdn_use_tier(app, peer, req.headers(), &m) {
-                Ok(x) => x,
+            let d = match super::decide_cdn(app, snap, Door::Proxy, peer, req.headers(), &m) {
+                Ok(d) => d,
                 Err(reason) => return (Door::Proxy, blocked(&up.cfg, head, "deny", reason, None)),
             };
-            let now = Utc::now();
-            let (gps, cell) = header_hints(req.headers(), now, app).unwrap_or_default();
-            let (ev, client) = evidence(app, snap, peer, req.headers(), gps, cell.as_ref());
-            let q = Question {
-                track: &m.track,
-                use_type,
-                tier,
-            };
-            let d = decide_and_record(app, snap, Door::Proxy, &q, &ev, client.as_ref(), now);
             if d.verdict != Verdict::Allow {
                 let territory = d.territory.map(|t| snap.territories.code(t));
                 return (
