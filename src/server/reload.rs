@@ -111,23 +111,53 @@ pub async fn reload(app: &Arc<App>, trigger: &str) -> ReloadResult {
 /// `mv`, geoipupdate and the ConfigMap `..data` swap produce bursts of events.
 pub const DEBOUNCE: std::time::Duration = std::time::Duration::from_millis(400);
 
+/// A running watch of the data directory; dropping it stops watching.
+pub struct DirWatcher {
+    _inner: Arc<std::sync::Mutex<notify::RecommendedWatcher>>,
+}
+
 /// Watches the data directory (recursively) and reloads after each burst of changes. Keep the
 /// returned watcher alive as long as watching should go on.
 ///
+/// When the configured path is itself a symlink (the object-storage sync pattern:
+/// `current -> releases/v42`, swapped atomically with `mv -T`), its parent is watched too, for
+/// events about that one entry, and after each swap the recursive watch is moved to the new
+/// target; so a directory swap is seen like a file change.
+///
 /// # Errors
 /// If the directory cannot be watched.
-pub fn watch(app: Arc<App>, dir: std::path::PathBuf) -> notify::Result<notify::RecommendedWatcher> {
+pub fn watch(app: Arc<App>, dir: std::path::PathBuf) -> notify::Result<DirWatcher> {
     use notify::{RecursiveMode, Watcher};
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
-    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        // Access events (reads, including our own) are not changes.
+    let is_link = std::fs::symlink_metadata(&dir).is_ok_and(|m| m.file_type().is_symlink());
+    let filter = dir.clone();
+    let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        // Access events (reads, including our own) are not changes; the parent watch reports
+        // its other entries too, which are not ours.
         if let Ok(ev) = res
             && !matches!(ev.kind, notify::EventKind::Access(_))
+            && (ev.paths.is_empty() || ev.paths.iter().any(|p| p.starts_with(&filter)))
         {
             let _ = tx.send(());
         }
     })?;
-    watcher.watch(&dir, RecursiveMode::Recursive)?;
+    let watcher = Arc::new(std::sync::Mutex::new(watcher));
+    {
+        let mut w = watcher
+            .lock()
+            .map_err(|_| notify::Error::generic("watcher lock poisoned"))?;
+        w.watch(&dir, RecursiveMode::Recursive)?;
+        if is_link && let Some(parent) = dir.parent() {
+            let parent = if parent.as_os_str().is_empty() {
+                std::path::Path::new(".")
+            } else {
+                parent
+            };
+            w.watch(parent, RecursiveMode::NonRecursive)?;
+        }
+    }
+    // Weak: dropping the DirWatcher drops the watcher and its sender, which ends this task.
+    let rearm = Arc::downgrade(&watcher);
     tokio::spawn(async move {
         while rx.recv().await.is_some() {
             // Debounce: wait until no event arrived for DEBOUNCE.
@@ -138,8 +168,18 @@ pub fn watch(app: Arc<App>, dir: std::path::PathBuf) -> notify::Result<notify::R
                     Err(_) => break,
                 }
             }
+            if is_link
+                && let Some(w) = rearm.upgrade()
+                && let Ok(mut w) = w.lock()
+            {
+                // The link may point elsewhere now: watch what it points at.
+                let _ = w.unwatch(&dir);
+                if let Err(e) = w.watch(&dir, RecursiveMode::Recursive) {
+                    tracing::warn!(error = %e, "cannot watch the data directory after a swap");
+                }
+            }
             reload(&app, "watch").await;
         }
     });
-    Ok(watcher)
+    Ok(DirWatcher { _inner: watcher })
 }

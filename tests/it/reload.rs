@@ -198,3 +198,36 @@ fn configmap_symlink_swap() {
     std::fs::rename(vol.join("..data_tmp"), vol.join("..data")).expect("swap");
     wait_until("reload after the ..data swap", || !playable(&s));
 }
+
+#[test]
+fn symlinked_directory_swap_is_followed() {
+    // The object-storage sync pattern: `--regions current` where `current` links to one
+    // release directory and is swapped atomically (`ln -sfn` + `mv -T`) to the next. The
+    // watcher must see the swap, and keep seeing changes in whichever release is current.
+    let tmp = tempfile::tempdir().expect("tmp");
+    let root = tmp.path();
+    write_version(&root.join("releases/v1"), "DE");
+    write_version(&root.join("releases/v2"), "FR");
+    write_version(&root.join("releases/v3"), "DE");
+    let swap = |to: &str| {
+        std::os::unix::fs::symlink(to, root.join("current.tmp")).expect("link");
+        std::fs::rename(root.join("current.tmp"), root.join("current")).expect("swap");
+    };
+    swap("releases/v1");
+    let s = start(&root.join("current"));
+    assert!(playable(&s));
+    swap("releases/v2");
+    wait_until("reload after the first swap", || !playable(&s));
+    swap("releases/v3");
+    wait_until("reload after the second swap", || playable(&s));
+    // An edit inside the release now current (v3) is seen: the watch moved with the link.
+    write_rename(&root.join("releases/v3/licenses/l.toml"), &licence("FR"));
+    wait_until("reload after an edit in the new release", || !playable(&s));
+    // An edit in a release no longer current changes nothing that is served.
+    write_rename(&root.join("releases/v1/licenses/l.toml"), &licence("DE"));
+    std::thread::sleep(Duration::from_millis(1200));
+    assert!(
+        !playable(&s),
+        "an edit in an old release must not change the answer"
+    );
+}
