@@ -8,5 +8,6 @@ mod locate;
 mod nginx;
 mod reload;
 mod server;
+mod sync;
 mod util;
 mod world;
