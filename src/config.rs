@@ -15,6 +15,17 @@ use std::path::PathBuf;
 use std::time::Duration;
 use thiserror::Error;
 
+/// Largest configuration file accepted, bytes (the example with every key is 8 KB).
+pub const MAX_CONFIG_BYTES: usize = 1024 * 1024;
+
+/// Largest admin token file read, bytes: a token is one line, and a path such as `/dev/zero`
+/// must give an error, not hang the start.
+pub const MAX_TOKEN_FILE_BYTES: u64 = 4096;
+
+/// Largest `limits.max_body_bytes` accepted. A preflight body of `preflight.max_batch` (at
+/// most 10,000) tracks is about 1.5 MB of JSON.
+pub const MAX_BODY_BYTES_LIMIT: usize = 16 * 1024 * 1024;
+
 /// A configuration problem, naming the key.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 #[error("config key `{key}`: {reason}")]
@@ -321,6 +332,82 @@ fn status(key: &str, v: Option<u16>, default: u16) -> Result<http::StatusCode, C
     }
 }
 
+/// A TOML error as a [`ConfigError`]: the key is the dotted key of the line the error points
+/// at (`limits.max_connections` for a bad value), else the text it points at when that looks
+/// like a key (toml points at unknown keys), else `file`; the line is given either way.
+fn toml_error(text: &str, e: &toml::de::Error) -> ConfigError {
+    let start = e.span().map(|sp| sp.start);
+    let line = start.map(|at| {
+        let before = &text.as_bytes()[..at.min(text.len())];
+        before.iter().filter(|&&b| b == b'\n').count() + 1
+    });
+    let looks_like_key = |k: &str| {
+        !k.is_empty()
+            && k.len() <= 64
+            && k.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+    };
+    let key = start
+        .and_then(|at| key_of_line(text, at))
+        .or_else(|| {
+            e.span()
+                .and_then(|sp| text.get(sp))
+                .map(|k| k.trim().trim_matches('"').to_owned())
+        })
+        .filter(|k| looks_like_key(k))
+        .unwrap_or_else(|| "file".to_owned());
+    let reason = match line {
+        Some(line) => format!("{} (line {line})", e.message().trim_end()),
+        None => e.message().trim_end().to_owned(),
+    };
+    err(&key, reason)
+}
+
+/// The dotted key (`table.key`) assigned on the line holding byte `at`, if it is a
+/// `key = value` line.
+fn key_of_line(text: &str, at: usize) -> Option<String> {
+    let before = text.get(..at)?;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next()?;
+    let (key, _) = line.split_once('=')?;
+    let key = key.trim().trim_matches('"');
+    let table = text[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim_start)
+        .find(|l| l.starts_with('['))
+        .and_then(|l| {
+            let inner = l.trim_start_matches('[');
+            inner.split_once(']').map(|(t, _)| t.trim())
+        });
+    Some(match table {
+        Some(t) if !t.is_empty() => format!("{t}.{key}"),
+        _ => key.to_owned(),
+    })
+}
+
+/// Reads the admin token file, at most [`MAX_TOKEN_FILE_BYTES`].
+fn read_token_file(f: &std::path::Path) -> Result<String, ConfigError> {
+    use std::io::Read;
+    let io = |e: std::io::Error| err("admin.token_file", format!("{}: {e}", f.display()));
+    let mut text = String::new();
+    std::fs::File::open(f)
+        .map_err(io)?
+        .take(MAX_TOKEN_FILE_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(io)?;
+    if text.len() as u64 > MAX_TOKEN_FILE_BYTES {
+        return Err(err(
+            "admin.token_file",
+            format!(
+                "{}: longer than the limit of {MAX_TOKEN_FILE_BYTES} bytes",
+                f.display()
+            ),
+        ));
+    }
+    Ok(text)
+}
+
 impl Config {
     /// Builds the configuration from the file text (if any), the environment (a lookup
     /// function, so tests need not touch the process environment) and the flags.
@@ -332,16 +419,19 @@ impl Config {
         env: impl Fn(&str) -> Option<String>,
         flags: Overrides,
     ) -> Result<Config, ConfigError> {
+        if let Some(t) = file_text
+            && t.len() > MAX_CONFIG_BYTES
+        {
+            return Err(err(
+                "file",
+                format!(
+                    "{} bytes, more than the limit of {MAX_CONFIG_BYTES}",
+                    t.len()
+                ),
+            ));
+        }
         let raw: RawConfig = match file_text {
-            Some(t) => toml::from_str(t).map_err(|e| {
-                let msg = e.message().to_owned();
-                // toml names unknown keys in the message; point at the span's text otherwise.
-                let key = e
-                    .span()
-                    .and_then(|sp| t.get(sp))
-                    .map_or("file".to_owned(), |k| k.trim().trim_matches('"').to_owned());
-                err(&key, msg)
-            })?,
+            Some(t) => toml::from_str(t).map_err(|e| toml_error(t, &e))?,
             None => RawConfig::default(),
         };
         let listen = flags
@@ -538,14 +628,23 @@ impl Config {
         if !(1..=1000).contains(&limits.max_headers) {
             return Err(err("limits.max_headers", "must be between 1 and 1000"));
         }
+        if !(1..=MAX_BODY_BYTES_LIMIT).contains(&limits.max_body_bytes) {
+            return Err(err(
+                "limits.max_body_bytes",
+                format!("must be between 1 and {MAX_BODY_BYTES_LIMIT}"),
+            ));
+        }
+        for (key, d) in [
+            ("limits.header_read_timeout_ms", limits.header_read_timeout),
+            ("limits.request_timeout_ms", limits.request_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(err(key, "must be at least 1"));
+            }
+        }
         let admin_token = match (&raw.admin.token_file, &raw.admin.token_env) {
             (Some(_), Some(_)) => return Err(err("admin", "token_file and token_env: give one")),
-            (Some(f), None) => Some(
-                std::fs::read_to_string(f)
-                    .map_err(|e| err("admin.token_file", format!("{}: {e}", f.display())))?
-                    .trim()
-                    .to_owned(),
-            ),
+            (Some(f), None) => Some(read_token_file(f)?.trim().to_owned()),
             (None, Some(v)) => Some(
                 env(v)
                     .ok_or_else(|| {
@@ -666,5 +765,153 @@ mod tests {
             let e = Config::load(Some(text), no_env, Overrides::default()).expect_err(text);
             assert!(e.to_string().contains(key), "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn limits_are_checked_with_the_key_and_the_bounds() {
+        let cases = [
+            (
+                "[preflight]\nmax_batch = 0",
+                "config key `preflight.max_batch`: must be between 1 and 10000",
+            ),
+            (
+                "[preflight]\nmax_batch = 10001",
+                "config key `preflight.max_batch`: must be between 1 and 10000",
+            ),
+            (
+                "[limits]\nmax_headers = 0",
+                "config key `limits.max_headers`: must be between 1 and 1000",
+            ),
+            (
+                "[limits]\nmax_headers = 1001",
+                "config key `limits.max_headers`: must be between 1 and 1000",
+            ),
+            (
+                "[limits]\nmax_connections = 0",
+                "config key `limits.max_connections`: must be at least 1",
+            ),
+            (
+                "[limits]\nmax_body_bytes = 0",
+                "config key `limits.max_body_bytes`: must be between 1 and 16777216",
+            ),
+            (
+                "[limits]\nmax_body_bytes = 16777217",
+                "config key `limits.max_body_bytes`: must be between 1 and 16777216",
+            ),
+            (
+                "[limits]\nheader_read_timeout_ms = 0",
+                "config key `limits.header_read_timeout_ms`: must be at least 1",
+            ),
+            (
+                "[limits]\nrequest_timeout_ms = 0",
+                "config key `limits.request_timeout_ms`: must be at least 1",
+            ),
+            (
+                "[hints]\nmax_accuracy_m = -1.0",
+                "config key `hints.max_accuracy_m`: must be a positive number of metres",
+            ),
+            (
+                "[hints]\nmax_accuracy_m = nan",
+                "config key `hints.max_accuracy_m`: must be a positive number of metres",
+            ),
+        ];
+        for (text, want) in cases {
+            let e = Config::load(Some(text), no_env, Overrides::default()).expect_err(text);
+            assert_eq!(e.to_string(), want, "{text}");
+        }
+        // The largest values accepted are accepted.
+        let text = "[preflight]\nmax_batch = 10000\n[limits]\nmax_headers = 1000\nmax_body_bytes = 16777216\n";
+        let c = Config::load(Some(text), no_env, Overrides::default()).expect("at the limits");
+        assert_eq!(
+            (c.max_batch, c.limits.max_headers, c.limits.max_body_bytes),
+            (10_000, 1000, 16 * 1024 * 1024)
+        );
+    }
+
+    #[test]
+    fn more_bad_values_are_named() {
+        let long_route = format!("routes = [\"/{}/{{track}}\"]", "a".repeat(600));
+        let cases = [
+            (
+                long_route.as_str(),
+                "config key `routes[0]`: pattern too long",
+            ),
+            (
+                "[client]\nchain_header = \"x-real-ip\"",
+                "config key `client.chain_header`: \"x-real-ip\" is not x-forwarded-for or forwarded",
+            ),
+            (
+                "[authz]\npath_prefix = \"v1/\"",
+                "config key `authz.path_prefix`: must start with / and not end with /",
+            ),
+            (
+                "[authz]\ndefault_tier = \"gold\"",
+                "config key `authz.default_tier`: unknown tier \"gold\" (expected free or premium)",
+            ),
+            (
+                "[report]\ndir = \"/tmp/r\"\nretention_days = 0",
+                "config key `report.retention_days`: must be at least 1",
+            ),
+            (
+                "[admin]\ntoken_file = \"/t\"\ntoken_env = \"T\"",
+                "config key `admin`: token_file and token_env: give one",
+            ),
+            (
+                "[limits]\nmax_connections = -1",
+                "config key `limits.max_connections`: invalid value: integer `-1`, expected usize (line 2)",
+            ),
+        ];
+        for (text, want) in cases {
+            let e = Config::load(Some(text), no_env, Overrides::default()).expect_err(text);
+            assert_eq!(e.to_string(), want, "{text}");
+        }
+    }
+
+    #[test]
+    fn a_huge_or_unreadable_file_is_refused() {
+        let big = format!("# {}\n", "x".repeat(MAX_CONFIG_BYTES));
+        let e = Config::load(Some(&big), no_env, Overrides::default()).expect_err("too big");
+        assert_eq!(e.key, "file");
+        assert!(e.reason.contains("more than the limit of 1048576"), "{e}");
+        for text in ["listen = ", "[limits\n", "routes = \"x\"", "\u{0}"] {
+            let e = Config::load(Some(text), no_env, Overrides::default()).expect_err(text);
+            assert!(!e.reason.is_empty(), "{text}: {e}");
+        }
+        // Found by fuzzing (fuzz/corpus/config/regression-empty-key): a span on whitespace gave
+        // an empty key name.
+        let text =
+            "[report]\ndir = \"/tmp/r\"\nretention_d[admin]\ntoken_file = \"/nays onexi= stent0\"";
+        let e = Config::load(Some(text), no_env, Overrides::default()).expect_err(text);
+        assert_eq!(e.key, "file", "{e}");
+        assert!(e.reason.ends_with("(line 3)"), "{e}");
+    }
+
+    #[test]
+    fn the_token_file_is_read_up_to_a_limit() {
+        let dir =
+            std::env::temp_dir().join(format!("regiongate-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let long = dir.join("long-token");
+        std::fs::write(&long, "t".repeat(MAX_TOKEN_FILE_BYTES as usize + 1)).expect("write");
+        let good = dir.join("token");
+        std::fs::write(&good, "0123456789abcdef0123\n").expect("write");
+        let load = |p: &std::path::Path| {
+            let text = format!("[admin]\ntoken_file = {:?}\n", p.display().to_string());
+            Config::load(Some(&text), no_env, Overrides::default())
+        };
+        let e = load(&long).expect_err("too long");
+        assert_eq!(e.key, "admin.token_file");
+        assert!(
+            e.reason.contains("longer than the limit of 4096 bytes"),
+            "{e}"
+        );
+        // An endless file is cut at the limit rather than read forever.
+        let e = load(std::path::Path::new("/dev/zero")).expect_err("endless");
+        assert!(e.reason.contains("longer than the limit"), "{e}");
+        assert_eq!(
+            load(&good).expect("token").admin_token.as_deref(),
+            Some("0123456789abcdef0123")
+        );
+        std::fs::remove_dir_all(&dir).expect("clean up");
     }
 }

@@ -79,6 +79,22 @@ pub(crate) fn load(
     b: &mut LicenseMapBuilder,
     problems: &mut Vec<Problem>,
 ) {
+    load_reader(file, data.len(), data, b, problems);
+}
+
+/// Reads one bulk CSV file of `len` bytes from a reader into the builder (a large file is
+/// streamed, never held whole).
+pub(crate) fn load_reader<R: std::io::Read>(
+    file: &str,
+    len: usize,
+    data: R,
+    b: &mut LicenseMapBuilder,
+    problems: &mut Vec<Problem>,
+) {
+    if let Err(e) = super::LimitError::check_file_size(file, len) {
+        problems.push(e.into());
+        return;
+    }
     let mut rdr = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(true)

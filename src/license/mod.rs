@@ -14,12 +14,105 @@
 pub mod bulk;
 pub mod toml_format;
 
+use crate::problem::Problem;
 use crate::territory::groups::DatedMember;
 use crate::territory::{TerritoryId, TerritorySet};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
+use thiserror::Error;
+
+/// Largest TOML licence file read, in bytes. The sample is 3 KB and a label's catalogue facts
+/// a few MB; whole catalogues belong in the bulk format. Parsing TOML takes several times the
+/// text in memory, which this bounds.
+pub const MAX_TOML_FILE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Largest bulk CSV licence file read, in bytes. A 1,000,000-track catalogue
+/// (`benches/gen_catalog.py`) is 80 MB; the file is read as a stream, so this only bounds the
+/// load time.
+pub const MAX_BULK_FILE_BYTES: usize = 512 * 1024 * 1024;
+
+/// Most territory entries (territories and groups) one deal may list. The world has about 250
+/// countries; a list longer than this is a generated file gone wrong.
+pub const MAX_TERRITORIES_PER_DEAL: usize = 5_000;
+
+/// A licence file over a size limit, naming the file, the deal and the limit. Reported as a
+/// [`Problem`] like every other licence problem.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum LimitError {
+    /// The file is larger than [`MAX_TOML_FILE_BYTES`] or [`MAX_BULK_FILE_BYTES`].
+    #[error("{file}: {bytes} bytes, more than the limit of {limit} for a {format} licence file")]
+    FileTooLarge {
+        /// The file.
+        file: String,
+        /// Its size.
+        bytes: usize,
+        /// The limit for its format.
+        limit: usize,
+        /// `TOML` or `bulk CSV`.
+        format: &'static str,
+    },
+    /// A deal lists more than [`MAX_TERRITORIES_PER_DEAL`] territories and groups.
+    #[error(
+        "{file}: deal {deal:?}: {count} territories, more than the limit of {MAX_TERRITORIES_PER_DEAL}"
+    )]
+    TerritoriesPerDeal {
+        /// The file.
+        file: String,
+        /// The deal's id.
+        deal: String,
+        /// How many entries it lists.
+        count: usize,
+    },
+}
+
+impl LimitError {
+    /// Checks a licence file's size against the limit of its format (by extension).
+    ///
+    /// # Errors
+    /// [`LimitError::FileTooLarge`].
+    pub fn check_file_size(file: &str, bytes: usize) -> Result<(), LimitError> {
+        let (limit, format) = if file.ends_with(".csv") {
+            (MAX_BULK_FILE_BYTES, "bulk CSV")
+        } else {
+            (MAX_TOML_FILE_BYTES, "TOML")
+        };
+        if bytes > limit {
+            return Err(LimitError::FileTooLarge {
+                file: file.to_owned(),
+                bytes,
+                limit,
+                format,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl From<LimitError> for Problem {
+    fn from(e: LimitError) -> Problem {
+        match e {
+            LimitError::FileTooLarge {
+                file,
+                bytes,
+                limit,
+                format,
+            } => Problem::new(
+                file,
+                None,
+                format!(
+                    "{bytes} bytes, more than the limit of {limit} for a {format} licence file"
+                ),
+            ),
+            LimitError::TerritoriesPerDeal { file, deal, count } => Problem::new(
+                file,
+                Some(format!("deal {deal:?}")),
+                format!("{count} territories, more than the limit of {MAX_TERRITORIES_PER_DEAL}"),
+            ),
+        }
+    }
+}
 
 /// How a track is used. Names follow DDEX UseType.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -309,6 +402,55 @@ pub struct LicenseMap {
     catalog: Option<DealSetId>,
 }
 
+/// Loads licence files, given as `(path relative to the data directory, bytes)`: every TOML
+/// file's deals first (a deal set may name a template of another file), then their deal sets,
+/// then the bulk CSV files. Paths other than `licenses/*.toml` and `licenses/*.csv` are ignored.
+/// Every problem found is added to `problems`; the map holds what loaded.
+pub fn load_files(
+    files: &[(&str, &[u8])],
+    territories: &crate::territory::Territories,
+    groups: &crate::territory::Groups,
+    problems: &mut Vec<Problem>,
+) -> LicenseMap {
+    let resolver = toml_format::Resolver {
+        territories,
+        groups,
+    };
+    let mut b = LicenseMapBuilder::default();
+    let tomls: Vec<(&str, toml_format::RawLicenseFile)> = files
+        .iter()
+        .filter(|(path, _)| path.starts_with("licenses/") && path.ends_with(".toml"))
+        .filter_map(|&(path, data)| {
+            let text = match std::str::from_utf8(data) {
+                Ok(t) => t,
+                Err(e) => {
+                    problems.push(Problem::new(path, None, format!("not UTF-8: {e}")));
+                    return None;
+                }
+            };
+            match toml_format::parse(path, text) {
+                Ok(raw) => Some((path, raw)),
+                Err(p) => {
+                    problems.push(p);
+                    None
+                }
+            }
+        })
+        .collect();
+    for (file, raw) in &tomls {
+        toml_format::add_deals(raw, file, &resolver, &mut b, problems);
+    }
+    for (file, raw) in &tomls {
+        toml_format::attach_sets(raw, file, &mut b, problems);
+    }
+    for &(path, data) in files {
+        if path.starts_with("licenses/") && path.ends_with(".csv") {
+            bulk::load(path, data, &mut b, problems);
+        }
+    }
+    b.finish()
+}
+
 impl LicenseMap {
     /// The deal set that applies to a track: the most specific selector with a deal set.
     pub fn lookup(&self, track: &str) -> TrackDeals<'_> {
@@ -575,6 +717,12 @@ impl LicenseMapBuilder {
         })
     }
 
+    /// Makes room for about `n` more tracks at once, so that a large catalogue does not grow
+    /// the track table by doubling (each step holds the old and the new table).
+    pub fn reserve_tracks(&mut self, n: usize) {
+        self.map.tracks.reserve(n);
+    }
+
     /// Finishes the map.
     pub fn finish(mut self) -> LicenseMap {
         for (sel, att) in std::mem::take(&mut self.other_sets) {
@@ -593,5 +741,72 @@ impl LicenseMapBuilder {
         }
         self.map.tracks.shrink_to_fit();
         self.map
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deeply_nested_toml_is_refused_without_overflowing_the_stack() {
+        let n = 100_000;
+        let cases = [
+            format!("x = {}{}\n", "[".repeat(n), "]".repeat(n)),
+            format!("x = {}{}\n", "{a = ".repeat(n), "}".repeat(n)),
+            format!("{} = 1\n", vec!["a"; n].join(".")),
+        ];
+        // A small stack (a quarter of a tokio blocking thread's): toml's own depth limit keeps
+        // this safe.
+        std::thread::Builder::new()
+            .stack_size(512 * 1024)
+            .spawn(move || {
+                for c in &cases {
+                    let p = toml_format::parse("licenses/deep.toml", c).err();
+                    assert_eq!(p.map(|p| p.file).as_deref(), Some("licenses/deep.toml"));
+                }
+            })
+            .expect("thread")
+            .join()
+            .expect("no stack overflow");
+    }
+
+    #[test]
+    fn file_size_limits_by_format() {
+        assert_eq!(
+            LimitError::check_file_size("licenses/a.csv", MAX_BULK_FILE_BYTES),
+            Ok(())
+        );
+        assert_eq!(
+            LimitError::check_file_size("licenses/a.toml", MAX_TOML_FILE_BYTES),
+            Ok(())
+        );
+        let e = LimitError::check_file_size("licenses/a.csv", MAX_BULK_FILE_BYTES + 1)
+            .expect_err("over");
+        assert_eq!(
+            e.to_string(),
+            "licenses/a.csv: 536870913 bytes, more than the limit of 536870912 for a bulk CSV licence file"
+        );
+        assert_eq!(
+            Problem::from(e).to_string(),
+            "licenses/a.csv: 536870913 bytes, more than the limit of 536870912 for a bulk CSV licence file"
+        );
+        let e = LimitError::check_file_size("licenses/a.toml", MAX_TOML_FILE_BYTES + 1)
+            .expect_err("over");
+        assert_eq!(
+            Problem::from(e.clone()).to_string(),
+            e.to_string(),
+            "the problem reads like the error"
+        );
+        let e = LimitError::TerritoriesPerDeal {
+            file: "licenses/a.toml".into(),
+            deal: "d".into(),
+            count: 5001,
+        };
+        assert_eq!(
+            e.to_string(),
+            "licenses/a.toml: deal \"d\": 5001 territories, more than the limit of 5000"
+        );
+        assert_eq!(Problem::from(e.clone()).to_string(), e.to_string());
     }
 }

@@ -22,14 +22,14 @@
 //! ```
 //! `deals = []` is a takedown.
 
-use super::{Bits, Deal, LicenseMapBuilder, ScopeMode, Selector, TerritoryScope, Tier, UseType};
+pub use super::MAX_TERRITORIES_PER_DEAL;
+use super::{
+    Bits, Deal, LicenseMapBuilder, LimitError, ScopeMode, Selector, TerritoryScope, Tier, UseType,
+};
 use crate::problem::Problem;
 use crate::territory::{Groups, Territories, TerritorySet};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::Deserialize;
-
-/// Most territory entries one deal may list.
-pub const MAX_TERRITORIES_PER_DEAL: usize = 5_000;
 
 /// A parsed but not yet compiled licence file.
 #[derive(Deserialize, Default)]
@@ -138,18 +138,17 @@ pub fn parse_updated(s: &str) -> Result<DateTime<Utc>, String> {
 }
 
 /// Parses the file's TOML.
+///
+/// # Errors
+/// A file over [`super::MAX_TOML_FILE_BYTES`], or the TOML parser's message (it names the line
+/// and key; toml limits nesting depth itself).
 pub fn parse(file: &str, text: &str) -> Result<RawLicenseFile, Problem> {
+    LimitError::check_file_size(file, text.len())?;
     toml::from_str(text).map_err(|e| Problem::new(file, None, e.to_string().trim_end()))
 }
 
 impl Resolver<'_> {
     fn scope(&self, names: &[String], mode: ScopeMode) -> Result<TerritoryScope, String> {
-        if names.len() > MAX_TERRITORIES_PER_DEAL {
-            return Err(format!(
-                "{} territories, more than the limit of {MAX_TERRITORIES_PER_DEAL}",
-                names.len()
-            ));
-        }
         let mut always = TerritorySet::with_capacity(self.territories.len());
         let mut dated = Vec::new();
         let mut unknown = Vec::new();
@@ -261,6 +260,19 @@ pub(crate) fn add_deals(
             RawDealRef::Template { .. } => None,
         });
     for d in raw.deal_template.iter().chain(inline) {
+        let count = d.territories.as_ref().map_or(0, Vec::len)
+            + d.excluded_territories.as_ref().map_or(0, Vec::len);
+        if count > MAX_TERRITORIES_PER_DEAL {
+            problems.push(
+                LimitError::TerritoriesPerDeal {
+                    file: file.to_owned(),
+                    deal: d.id.clone(),
+                    count,
+                }
+                .into(),
+            );
+            continue;
+        }
         let item = Some(format!("deal {:?}", d.id));
         match r.deal(d) {
             Ok(deal) => {

@@ -311,6 +311,33 @@ mod tests {
     }
 
     #[test]
+    fn size_limits() {
+        let l = GpsLimits::default();
+        // MAX_HINT_PARAMS parameters are read (unknown ones too); one more is refused.
+        let extra: Vec<String> = (0..MAX_HINT_PARAMS - 3)
+            .map(|i| format!("x{i}=1"))
+            .collect();
+        let full = format!("gps=1,2;acc=5;ts={NOW};{}", extra.join(";"));
+        assert!(parse_gps(&full, NOW, &l).is_ok());
+        assert_eq!(
+            parse_gps(&format!("{full};y=1"), NOW, &l),
+            Err(HintError::TooLong)
+        );
+        // Empty parameters do not count.
+        assert!(parse_gps(&format!(";;{full};;;"), NOW, &l).is_ok());
+        // MAX_HINT_LEN bytes are read; one more is refused, before any parsing.
+        let pad = |s: &str, n: usize| format!("{s};pad={}", "0".repeat(n - s.len() - 5));
+        let at_limit = pad("mcc=262;mnc=01", MAX_HINT_LEN);
+        assert_eq!(at_limit.len(), MAX_HINT_LEN);
+        assert!(parse_cell(&at_limit).is_ok());
+        assert_eq!(
+            parse_cell(&pad("mcc=262;mnc=01", MAX_HINT_LEN + 1)),
+            Err(HintError::TooLong)
+        );
+        assert_eq!(HintError::TooLong.to_string(), "hint too long");
+    }
+
+    #[test]
     fn cells() {
         let c =
             parse_cell("mcc=262; mnc=01; radio=LTE; area=47110; cell=0x1A2B3C4").expect("valid");

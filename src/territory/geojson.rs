@@ -10,8 +10,54 @@ use serde::de::{self, IgnoredAny, SeqAccess, Visitor};
 use std::fmt;
 use thiserror::Error;
 
-/// Most vertices one feature may have (the largest country in the default world has ~0.3 M).
+/// Most vertices one feature may have. The largest country in the default world (CN) has
+/// 80,199; this leaves room for data at full OpenStreetMap resolution. Counted while reading, so
+/// a larger feature is refused without being held in memory.
 pub const MAX_VERTICES_PER_FEATURE: usize = 5_000_000;
+
+/// Most vertices one file may have (the default world has 1.86 M in 250 features): bounds the
+/// memory and the index build time of one file to what a few full-resolution worlds need.
+pub const MAX_VERTICES_PER_FILE: usize = 25_000_000;
+
+/// Largest territory file read, in bytes of (decompressed) GeoJSON text. The default world is
+/// 37 MB decompressed; a file over this is refused before it is parsed.
+pub const MAX_FILE_BYTES: usize = 512 * 1024 * 1024;
+
+/// Deepest JSON nesting read anywhere in a territory file. This is serde_json's recursion
+/// limit, which is what keeps a file of a million `[` from overflowing the stack. Inside
+/// `coordinates`, anything deeper than a MultiPolygon (4) is skipped without recursion and
+/// refused for that feature alone.
+pub const MAX_JSON_DEPTH: usize = 128;
+
+/// Deepest `coordinates` nesting that has a meaning (MultiPolygon: polygons, rings, positions,
+/// numbers).
+const MAX_COORDINATE_DEPTH: usize = 4;
+
+/// Longest territory id, in bytes (ids appear in licence files, headers and error messages).
+pub const MAX_ID_LEN: usize = 64;
+
+/// The size limits a territory file is read under. [`parse`] uses the defaults, which are the
+/// constants above; tests and fuzzing lower them to reach the checks with small inputs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest text, bytes.
+    pub file_bytes: usize,
+    /// Most vertices of one feature. Vertices past [`MAX_VERTICES_PER_FEATURE`] are never held,
+    /// whatever this says.
+    pub vertices_per_feature: usize,
+    /// Most vertices of the whole file.
+    pub vertices_per_file: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            file_bytes: MAX_FILE_BYTES,
+            vertices_per_feature: MAX_VERTICES_PER_FEATURE,
+            vertices_per_file: MAX_VERTICES_PER_FILE,
+        }
+    }
+}
 
 /// One territory as read from a file: its id and all its rings, closed (first = last vertex).
 #[derive(Debug, Clone)]
@@ -94,13 +140,46 @@ pub enum TerritoryFileError {
         /// Ring number within the feature.
         ring: usize,
     },
-    /// The feature has more vertices than [`MAX_VERTICES_PER_FEATURE`].
-    #[error("feature {id:?}: {count} vertices, more than the limit of {MAX_VERTICES_PER_FEATURE}")]
+    /// The feature has more vertices than the limit ([`MAX_VERTICES_PER_FEATURE`]).
+    #[error("feature {id:?}: {count} vertices, more than the limit of {limit}")]
     TooManyVertices {
         /// The feature's id.
         id: String,
         /// How many it has.
         count: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The file's features together have more vertices than the limit
+    /// ([`MAX_VERTICES_PER_FILE`]).
+    #[error("{count} vertices in the file, more than the limit of {limit}")]
+    TooManyVerticesInFile {
+        /// How many the file has (counting only features read whole).
+        count: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The text is longer than the limit ([`MAX_FILE_BYTES`]).
+    #[error("{bytes} bytes of GeoJSON, more than the limit of {limit}")]
+    TooLarge {
+        /// The text's length.
+        bytes: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// JSON nested deeper than [`MAX_JSON_DEPTH`] somewhere in the file.
+    #[error("JSON nested deeper than the limit of {MAX_JSON_DEPTH} levels ({position})")]
+    TooDeep {
+        /// Where: line and column.
+        position: String,
+    },
+    /// The territory id is longer than [`MAX_ID_LEN`] bytes (the id is not repeated).
+    #[error("feature #{index}: territory id of {len} bytes, more than the limit of {MAX_ID_LEN}")]
+    IdTooLong {
+        /// Position of the feature in the file.
+        index: usize,
+        /// The id's length in bytes.
+        len: usize,
     },
 }
 
@@ -131,10 +210,13 @@ struct Geometry {
 
 /// A `coordinates` member read in one pass whatever its nesting (the object's `type` may come
 /// after it): every innermost array of positions becomes a ring, and `depth` tells a Polygon
-/// (3) from a MultiPolygon (4) afterwards. Wrong content (strings, mixed nesting) is kept as
-/// `error` so that only this feature is refused, not the file.
+/// (3) from a MultiPolygon (4) afterwards. Wrong content (strings, mixed nesting, nesting
+/// deeper than a MultiPolygon) is kept as `error` so that only this feature is refused, not
+/// the file.
 struct Nested {
     rings: Vec<Vec<[f64; 2]>>,
+    /// Positions seen; past [`MAX_VERTICES_PER_FEATURE`] they are counted but not kept.
+    vertices: usize,
     depth: u8,
     error: Option<&'static str>,
 }
@@ -148,8 +230,16 @@ enum Elem {
     Invalid(&'static str),
 }
 
+/// What the reader of one `coordinates` member keeps while it descends.
+struct Reader {
+    rings: Vec<Vec<[f64; 2]>>,
+    vertices: usize,
+}
+
 struct ElemSeed<'a> {
-    rings: &'a mut Vec<Vec<[f64; 2]>>,
+    reader: &'a mut Reader,
+    /// Nesting level of the value read (the `coordinates` array itself is 1).
+    level: usize,
 }
 
 impl<'de> de::DeserializeSeed<'de> for ElemSeed<'_> {
@@ -187,13 +277,20 @@ impl<'de> Visitor<'de> for ElemSeed<'_> {
         Ok(Elem::Invalid("an object inside coordinates"))
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Elem, A::Error> {
+        if self.level > MAX_COORDINATE_DEPTH {
+            // Skipped, not read: serde_json skips a value it is told to ignore in a loop,
+            // without recursion, however deep it is.
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            return Ok(Elem::Invalid("arrays nested deeper than a MultiPolygon"));
+        }
         let mut numbers = 0usize;
         let mut xy = [0.0; 2];
         let mut ring: Vec<[f64; 2]> = Vec::new();
         let mut depth = None;
         let mut invalid = None;
         while let Some(e) = seq.next_element_seed(ElemSeed {
-            rings: &mut *self.rings,
+            reader: &mut *self.reader,
+            level: self.level + 1,
         })? {
             let kind = match e {
                 Elem::Number(v) => {
@@ -205,7 +302,10 @@ impl<'de> Visitor<'de> for ElemSeed<'_> {
                     1
                 }
                 Elem::Position(p) => {
-                    ring.push(p);
+                    self.reader.vertices += 1;
+                    if self.reader.vertices <= MAX_VERTICES_PER_FEATURE {
+                        ring.push(p);
+                    }
                     2
                 }
                 Elem::Container(d) => d.saturating_add(1),
@@ -225,7 +325,7 @@ impl<'de> Visitor<'de> for ElemSeed<'_> {
             Some(1) if numbers >= 2 => Elem::Position(xy),
             Some(1) => Elem::Invalid("a position needs a longitude and a latitude"),
             Some(2) => {
-                self.rings.push(ring);
+                self.reader.rings.push(ring);
                 Elem::Container(2)
             }
             Some(d) => Elem::Container(d),
@@ -237,8 +337,14 @@ impl<'de> Visitor<'de> for ElemSeed<'_> {
 
 impl<'de> Deserialize<'de> for Nested {
     fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let mut rings = Vec::new();
-        let (depth, error) = match d.deserialize_any(ElemSeed { rings: &mut rings })? {
+        let mut reader = Reader {
+            rings: Vec::new(),
+            vertices: 0,
+        };
+        let (depth, error) = match d.deserialize_any(ElemSeed {
+            reader: &mut reader,
+            level: 1,
+        })? {
             Elem::Container(d) => (d, None),
             Elem::Invalid(why) => (0, Some(why)),
             Elem::Number(_) | Elem::Position(_) => {
@@ -246,10 +352,37 @@ impl<'de> Deserialize<'de> for Nested {
             }
         };
         Ok(Nested {
-            rings,
+            rings: reader.rings,
+            vertices: reader.vertices,
             depth,
             error,
         })
+    }
+}
+
+/// Longest text quoted from the file in a problem message.
+const MAX_QUOTED: usize = 80;
+
+/// Text from the file (or a parser message quoting it) cut to [`MAX_QUOTED`] bytes, so that a
+/// problem stays one readable line whatever the file holds.
+fn shorten(s: &str) -> String {
+    if s.len() <= MAX_QUOTED {
+        return s.to_owned();
+    }
+    let mut end = MAX_QUOTED;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes)", &s[..end], s.len())
+}
+
+/// serde_json's message with any quoted value shortened, and the position kept.
+fn json_error(e: &serde_json::Error) -> String {
+    let full = e.to_string();
+    let at = format!(" at line {} column {}", e.line(), e.column());
+    match full.strip_suffix(&at) {
+        Some(message) => format!("{}{at}", shorten(message)),
+        None => shorten(&full),
     }
 }
 
@@ -269,13 +402,40 @@ fn feature_id(f: &Feature) -> Option<String> {
 
 /// Parses a territory file's text. Returns every territory read, and every problem found (a
 /// feature with problems is left out of the territories).
+///
+/// # Limits
+/// [`MAX_FILE_BYTES`] of text, [`MAX_JSON_DEPTH`] levels of nesting, [`MAX_ID_LEN`] bytes per
+/// id, [`MAX_VERTICES_PER_FEATURE`] and [`MAX_VERTICES_PER_FILE`] vertices.
 pub fn parse(text: &str) -> (Vec<RawTerritory>, Vec<TerritoryFileError>) {
+    parse_with(text, &Limits::default())
+}
+
+/// [`parse`] under other size limits.
+pub fn parse_with(text: &str, limits: &Limits) -> (Vec<RawTerritory>, Vec<TerritoryFileError>) {
+    if text.len() > limits.file_bytes {
+        return (
+            Vec::new(),
+            vec![TerritoryFileError::TooLarge {
+                bytes: text.len(),
+                limit: limits.file_bytes,
+            }],
+        );
+    }
     let fc: FeatureCollection = match serde_json::from_str(text) {
         Ok(fc) => fc,
+        // serde_json stops at MAX_JSON_DEPTH with this message (it has no error code for it).
+        Err(e) if e.to_string().starts_with("recursion limit exceeded") => {
+            return (
+                Vec::new(),
+                vec![TerritoryFileError::TooDeep {
+                    position: format!("line {}, column {}", e.line(), e.column()),
+                }],
+            );
+        }
         Err(e) => {
             return (
                 Vec::new(),
-                vec![TerritoryFileError::NotFeatureCollection(e.to_string())],
+                vec![TerritoryFileError::NotFeatureCollection(json_error(&e))],
             );
         }
     };
@@ -284,7 +444,7 @@ pub fn parse(text: &str) -> (Vec<RawTerritory>, Vec<TerritoryFileError>) {
             Vec::new(),
             vec![TerritoryFileError::NotFeatureCollection(format!(
                 "type is {:?}",
-                fc.kind
+                shorten(&fc.kind)
             ))],
         );
     }
@@ -296,12 +456,19 @@ pub fn parse(text: &str) -> (Vec<RawTerritory>, Vec<TerritoryFileError>) {
             problems.push(TerritoryFileError::MissingId { index });
             continue;
         };
+        if id.len() > MAX_ID_LEN {
+            problems.push(TerritoryFileError::IdTooLong {
+                index,
+                len: id.len(),
+            });
+            continue;
+        }
         if let Some(&first) = seen.get(&id) {
             problems.push(TerritoryFileError::DuplicateId { id, first });
             continue;
         }
         seen.insert(id.clone(), index);
-        match read_geometry(&id, f.geometry) {
+        match read_geometry(&id, f.geometry, limits) {
             Ok(rings) => out.push(RawTerritory {
                 id: id.into_boxed_str(),
                 rings,
@@ -309,13 +476,25 @@ pub fn parse(text: &str) -> (Vec<RawTerritory>, Vec<TerritoryFileError>) {
             Err(e) => problems.push(e),
         }
     }
+    let count: usize = out.iter().flat_map(|t| &t.rings).map(Vec::len).sum();
+    if count > limits.vertices_per_file {
+        problems.push(TerritoryFileError::TooManyVerticesInFile {
+            count,
+            limit: limits.vertices_per_file,
+        });
+        return (Vec::new(), problems);
+    }
     (out, problems)
 }
 
-fn read_geometry(id: &str, g: Option<Geometry>) -> Result<Vec<Vec<[f64; 2]>>, TerritoryFileError> {
+fn read_geometry(
+    id: &str,
+    g: Option<Geometry>,
+    limits: &Limits,
+) -> Result<Vec<Vec<[f64; 2]>>, TerritoryFileError> {
     let bad_type = |found: &str| TerritoryFileError::GeometryType {
         id: id.to_owned(),
-        found: found.to_owned(),
+        found: shorten(found),
     };
     let g = g.ok_or_else(|| bad_type("null"))?;
     let want = match g.kind.as_str() {
@@ -330,6 +509,14 @@ fn read_geometry(id: &str, g: Option<Geometry>) -> Result<Vec<Vec<[f64; 2]>>, Te
     let n = g
         .coordinates
         .ok_or_else(|| coord_err("no coordinates member".to_owned()))?;
+    let limit = limits.vertices_per_feature.min(MAX_VERTICES_PER_FEATURE);
+    if n.vertices > limit {
+        return Err(TerritoryFileError::TooManyVertices {
+            id: id.to_owned(),
+            count: n.vertices,
+            limit,
+        });
+    }
     if let Some(why) = n.error {
         return Err(coord_err(why.to_owned()));
     }
@@ -347,13 +534,6 @@ fn read_geometry(id: &str, g: Option<Geometry>) -> Result<Vec<Vec<[f64; 2]>>, Te
 fn check_rings(id: &str, rings: &[Vec<[f64; 2]>]) -> Result<(), TerritoryFileError> {
     if rings.is_empty() {
         return Err(TerritoryFileError::Empty { id: id.to_owned() });
-    }
-    let count: usize = rings.iter().map(Vec::len).sum();
-    if count > MAX_VERTICES_PER_FEATURE {
-        return Err(TerritoryFileError::TooManyVertices {
-            id: id.to_owned(),
-            count,
-        });
     }
     for (ring, r) in rings.iter().enumerate() {
         let ring_err = |reason| TerritoryFileError::Ring {
@@ -451,6 +631,240 @@ mod tests {
         assert!(text[6].contains("\"F\"") && text[6].contains("duplicate"));
         assert!(text[7].contains("\"G\"") && text[7].contains("bad coordinates"));
         assert_eq!(p.len(), 8);
+    }
+
+    fn feature(id: &str, coordinates: &str) -> String {
+        format!(
+            r#"{{"type":"Feature","properties":{{"id":"{id}"}},"geometry":{{"type":"Polygon","coordinates":{coordinates}}}}}"#
+        )
+    }
+
+    fn collection(features: &[String]) -> String {
+        format!(
+            r#"{{"type":"FeatureCollection","features":[{}]}}"#,
+            features.join(",")
+        )
+    }
+
+    const SQUARE: &str = "[[[0,0],[1,0],[1,1],[0,0]]]";
+
+    #[test]
+    fn size_limits_name_the_feature_and_the_limit() {
+        let small = Limits {
+            file_bytes: 10_000,
+            vertices_per_feature: 5,
+            vertices_per_file: 9,
+        };
+        let (t, p) = parse_with(&collection(&[feature("A", SQUARE)]), &small);
+        assert_eq!((t.len(), p.len()), (1, 0));
+
+        let six = "[[[0,0],[1,0],[1,1],[0.5,1.5],[0,1],[0,0]]]";
+        let (t, p) = parse_with(
+            &collection(&[feature("A", six), feature("B", SQUARE)]),
+            &small,
+        );
+        assert_eq!(&*t[0].id, "B", "only the feature over the limit is refused");
+        assert_eq!(
+            p,
+            [TerritoryFileError::TooManyVertices {
+                id: "A".into(),
+                count: 6,
+                limit: 5
+            }]
+        );
+        assert_eq!(
+            p[0].to_string(),
+            "feature \"A\": 6 vertices, more than the limit of 5"
+        );
+
+        let three = ["A", "B", "C"].map(|id| feature(id, SQUARE));
+        let (t, p) = parse_with(&collection(&three), &small);
+        assert!(t.is_empty());
+        assert_eq!(
+            p,
+            [TerritoryFileError::TooManyVerticesInFile {
+                count: 12,
+                limit: 9
+            }]
+        );
+        assert_eq!(
+            p[0].to_string(),
+            "12 vertices in the file, more than the limit of 9"
+        );
+
+        let padded = format!("{}{}", collection(&[]), " ".repeat(10_000));
+        let (_, p) = parse_with(&padded, &small);
+        assert_eq!(
+            p[0].to_string(),
+            format!(
+                "{} bytes of GeoJSON, more than the limit of 10000",
+                padded.len()
+            )
+        );
+    }
+
+    #[test]
+    fn a_feature_over_the_vertex_limit_is_not_held_while_reading() {
+        // One ring of MAX_VERTICES_PER_FEATURE + 1 positions (30 MB of text).
+        let n = MAX_VERTICES_PER_FEATURE + 1;
+        let mut ring = String::with_capacity(6 * n + 16);
+        ring.push_str("[[");
+        for _ in 0..n {
+            ring.push_str("[0,0],");
+        }
+        ring.pop();
+        ring.push_str("]]");
+        let (t, p) = parse(&collection(&[feature("HUGE", &ring)]));
+        assert!(t.is_empty());
+        assert_eq!(
+            p,
+            [TerritoryFileError::TooManyVertices {
+                id: "HUGE".into(),
+                count: n,
+                limit: MAX_VERTICES_PER_FEATURE
+            }]
+        );
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_without_overflowing_the_stack() {
+        let n = 1_000_000;
+        let deep = format!("{}{}", "[".repeat(n), "]".repeat(n));
+        // A bare `[[…]]` is refused as not a FeatureCollection before it gets deep.
+        let (_, p) = parse(&deep);
+        assert!(
+            matches!(&p[..], [TerritoryFileError::NotFeatureCollection(_)]),
+            "{p:?}"
+        );
+        let too_deep = [
+            format!(r#"{{"type":"FeatureCollection","features":{deep}}}"#),
+            format!(
+                r#"{{"type":"FeatureCollection","features":[{{"type":"Feature","properties":{{"id":"A","x":{deep}}},"geometry":null}}]}}"#
+            ),
+        ];
+        let coordinates = collection(&[feature("A", &deep), feature("B", SQUARE)]);
+        // A small stack (a quarter of a tokio blocking thread's): serde_json's depth limit, and
+        // skipping what is deeper than a MultiPolygon without recursion, keep this safe, not a
+        // big main-thread stack.
+        std::thread::Builder::new()
+            .stack_size(512 * 1024)
+            .spawn(move || {
+                for c in &too_deep {
+                    let (t, p) = parse(c);
+                    assert!(t.is_empty());
+                    assert!(
+                        matches!(&p[..], [TerritoryFileError::TooDeep { .. }]),
+                        "{p:?}"
+                    );
+                    assert!(p[0].to_string().contains("limit of 128 levels"), "{}", p[0]);
+                }
+                // Inside coordinates only that feature is refused.
+                let (t, p) = parse(&coordinates);
+                assert_eq!(t.len(), 1);
+                assert_eq!(
+                    p[0].to_string(),
+                    "feature \"A\": bad coordinates: arrays nested deeper than a MultiPolygon"
+                );
+            })
+            .expect("thread")
+            .join()
+            .expect("no stack overflow");
+        // Unclosed: a syntax error, found without recursing either.
+        let (_, p) = parse(&format!(
+            r#"{{"type":"FeatureCollection","features":[{{"type":"Feature","properties":{{"id":"A"}},"geometry":{{"type":"Polygon","coordinates":{}"#,
+            "[".repeat(n)
+        ));
+        assert!(
+            matches!(&p[..], [TerritoryFileError::NotFeatureCollection(_)]),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn long_ids_are_refused_without_repeating_them() {
+        let long = "X".repeat(MAX_ID_LEN + 1);
+        let (t, p) = parse(&collection(&[
+            feature(&long, SQUARE),
+            feature(&"Y".repeat(MAX_ID_LEN), SQUARE),
+        ]));
+        assert_eq!(t.len(), 1);
+        assert_eq!(
+            p,
+            [TerritoryFileError::IdTooLong {
+                index: 0,
+                len: MAX_ID_LEN + 1
+            }]
+        );
+        assert!(!p[0].to_string().contains(&long));
+    }
+
+    #[test]
+    fn every_coordinate_breakage_is_named() {
+        let cases = [
+            ("[[[0,0],[1,0],[1,1],[0,1]]]", "ring 0: not closed"),
+            (
+                "[[[0,0],[0,0],[0,0],[0,0]]]",
+                "ring 0: all positions are the same point",
+            ),
+            (
+                "[[[0,0],[1,0],[1,1],[0,0]],[0,0]]",
+                "arrays of different nesting side by side",
+            ),
+            ("[[[0,0],[1,0],null,[0,0]]]", "a coordinate is null"),
+            (
+                "[[[0,0],[1,0],[true,1],[0,0]]]",
+                "a coordinate is a boolean",
+            ),
+            (
+                "[[[0,0],[1,0],{\"x\":1},[0,0]]]",
+                "an object inside coordinates",
+            ),
+            (
+                "[[[0,0],[1],[1,1],[0,0]]]",
+                "a position needs a longitude and a latitude",
+            ),
+            (
+                "[[[[0,0],[1,0],[1,1],[0,0]]]]",
+                "nesting depth 4 does not fit Polygon",
+            ),
+            ("[0,0]", "coordinates must be an array of rings"),
+            ("null", "no coordinates member"),
+            (
+                "[[[0,0],[1,0],[1,1e400],[0,0]]]",
+                "not a GeoJSON FeatureCollection",
+            ),
+        ];
+        for (coordinates, want) in cases {
+            let (t, p) = parse(&collection(&[feature("A", coordinates)]));
+            assert!(t.is_empty(), "{coordinates}");
+            assert_eq!(p.len(), 1, "{coordinates}: {p:?}");
+            assert!(p[0].to_string().contains(want), "{coordinates}: {}", p[0]);
+        }
+    }
+
+    #[test]
+    fn quoted_text_is_shortened() {
+        let long = "Q".repeat(10_000);
+        let (_, p) = parse(&format!(r#"{{"type":"{long}","features":[]}}"#));
+        assert_eq!(
+            p[0].to_string(),
+            format!(
+                "not a GeoJSON FeatureCollection: type is \"{}… (10000 bytes)\"",
+                "Q".repeat(80)
+            )
+        );
+        let (_, p) = parse(&format!(
+            r#"{{"type":"FeatureCollection","features":"{long}"}}"#
+        ));
+        let msg = p[0].to_string();
+        assert!(
+            msg.len() < 250 && msg.ends_with("at line 1 column 10041"),
+            "{msg}"
+        );
+        let (_, p) = parse(&collection(&[format!(
+            r#"{{"type":"Feature","properties":{{"id":"A"}},"geometry":{{"type":"{long}"}}}}"#
+        )]));
+        assert!(p[0].to_string().len() < 250, "{}", p[0]);
     }
 
     #[test]

@@ -283,3 +283,328 @@ fn a_data_directory_brings_its_ip_database_and_mcc_table() {
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
     assert!(stdout(&o).contains("\"source\":\"cell\""));
 }
+
+#[test]
+fn serve_refuses_a_bad_config_with_status_64_naming_the_key() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cases: [(&str, String, &str); 7] = [
+        (
+            "unknown key",
+            "lisen = \"127.0.0.1:1\"\n".into(),
+            "config key `lisen`",
+        ),
+        (
+            "bad value",
+            "listen = \"nowhere\"\n".into(),
+            "config key `listen`",
+        ),
+        (
+            "body limit out of range",
+            "[limits]\nmax_body_bytes = 0\n".into(),
+            "config key `limits.max_body_bytes`: must be between 1 and 16777216",
+        ),
+        (
+            "batch limit out of range",
+            "[preflight]\nmax_batch = 100000\n".into(),
+            "config key `preflight.max_batch`: must be between 1 and 10000",
+        ),
+        (
+            "broken TOML",
+            "[limits\nmax_headers = 5\n".into(),
+            "config key `file`",
+        ),
+        (
+            "over the size limit",
+            format!("# {}\n", "x".repeat(1024 * 1024)),
+            "more than the limit of 1048576",
+        ),
+        (
+            "endless token file",
+            "[admin]\ntoken_file = \"/dev/zero\"\n".into(),
+            "config key `admin.token_file`: /dev/zero: longer than the limit of 4096 bytes",
+        ),
+    ];
+    for (what, text, want) in cases {
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, text).expect("write");
+        let o = run(
+            &[
+                "serve",
+                "--dry-run",
+                "--config",
+                path.to_str().expect("path"),
+            ],
+            None,
+        );
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(64), "{what}: {err}");
+        assert!(err.contains(want), "{what}: {err}");
+    }
+}
+
+#[test]
+fn validate_names_the_file_and_the_limit_for_oversized_and_broken_data() {
+    // A region file over the size limit is refused from its size, unread (a sparse file).
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::create_dir_all(dir.path().join("custom")).expect("mkdir");
+    let huge = std::fs::File::create(dir.path().join("custom/huge.geojson")).expect("create");
+    huge.set_len(regiongate::snapshot::MAX_FILE_BYTES + 1)
+        .expect("sparse file");
+    let o = run(&["validate", dir.path().to_str().expect("path")], None);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        stdout(&o),
+        "custom/huge.geojson: 536870913 bytes, more than the limit of 536870912\n"
+    );
+
+    // Broken territory and licence files: every problem, by file and feature or deal.
+    let dir = tempfile::tempdir().expect("tmp");
+    for sub in ["custom", "licenses"] {
+        std::fs::create_dir_all(dir.path().join(sub)).expect("mkdir");
+    }
+    let n = 100_000;
+    let write = |path: &str, text: String| {
+        std::fs::write(dir.path().join(path), text).expect("write");
+    };
+    write(
+        "custom/deep.geojson",
+        format!(
+            r#"{{"type":"FeatureCollection","features":[{{"type":"Feature","properties":{{"id":"A","x":{}{}}}}}]}}"#,
+            "[".repeat(n),
+            "]".repeat(n)
+        ),
+    );
+    write(
+        "custom/truncated.geojson",
+        r#"{"type":"FeatureCollection","features":[{"type":"#.into(),
+    );
+    write("custom/binary.geojson", "\u{0}\u{1}garbage".into());
+    write(
+        "licenses/wide.toml",
+        format!(
+            "[[deal_template]]\nid = \"wide\"\nterritories = [{}]\nstart = \"2020-01-01\"\nuses = [\"download\"]\n",
+            vec!["\"DE\""; 5001].join(",")
+        ),
+    );
+    write("licenses/broken.toml", "[[deal_template]\nid = 1\n".into());
+    write("licenses/bulk.csv", "track,deal\nT1,x\n".into());
+    let o = run(&["validate", dir.path().to_str().expect("path")], None);
+    assert_eq!(o.status.code(), Some(1));
+    let out = stdout(&o);
+    for want in [
+        "custom/deep.geojson: JSON nested deeper than the limit of 128 levels",
+        "custom/truncated.geojson: not a GeoJSON FeatureCollection: EOF while parsing",
+        "custom/binary.geojson: not a GeoJSON FeatureCollection",
+        "licenses/wide.toml: deal \"wide\": 5001 territories, more than the limit of 5000",
+        "licenses/broken.toml: TOML parse error at line 1",
+        "licenses/bulk.csv: line 1: header must be track_id,deal_id[,updated]",
+    ] {
+        assert!(out.contains(want), "{want}\n{out}");
+    }
+}
+
+/// `regiongate serve` on loopback, ephemeral ports, a one-territory data directory; killed on
+/// drop.
+struct Served {
+    child: std::process::Child,
+    public: std::net::SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Served {
+    fn start() -> Served {
+        use std::io::BufRead;
+        let dir = tempfile::tempdir().expect("tmp");
+        std::fs::create_dir_all(dir.path().join("custom")).expect("mkdir");
+        std::fs::write(
+            dir.path().join("custom/zone.geojson"),
+            crate::util::collection(&[crate::util::square_feature("ZONE", 0.0, 0.0, 1.0)]),
+        )
+        .expect("write");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_regiongate"))
+            .args(["--regions", dir.path().to_str().expect("path"), "serve"])
+            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("regiongate starts");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { return };
+                if line.contains("regiongate serving") {
+                    let _ = tx.send(line);
+                }
+            }
+        });
+        let line = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("regiongate serving within 60 s");
+        let public = line
+            .split(|c: char| !(c.is_ascii_digit() || c == '.' || c == ':'))
+            .find(|w| w.starts_with("127.0.0.1:"))
+            .and_then(|w| w.trim_end_matches(':').parse().ok())
+            .expect("listen address in the log");
+        Served {
+            child,
+            public,
+            _dir: dir,
+        }
+    }
+
+    /// Sends raw bytes; returns the status line and the body of the answer.
+    fn exchange(&self, request: &[u8]) -> (String, String) {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(self.public).expect("connect");
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .expect("timeout");
+        // The server may answer and close before it has read everything: ignore write errors.
+        let _ = s.write_all(request);
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        let text = String::from_utf8_lossy(&out).into_owned();
+        let status = text.lines().next().unwrap_or("").to_owned();
+        let body = text
+            .split_once("\r\n\r\n")
+            .map_or(String::new(), |(_, b)| b.to_owned());
+        (status, body)
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn serve_refuses_oversized_and_malformed_requests() {
+    let srv = Served::start();
+    let get = |extra: &str| {
+        format!(
+            "GET /v1/tracks/T1/playability HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{extra}\r\n"
+        )
+    };
+    let post = |body: &str| {
+        format!(
+            "POST /v1/playability HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let many_params: String = (0..13).map(|i| format!("x{i}=1;")).collect();
+    let too_many_tracks = format!("{{\"tracks\":[{}]}}", vec!["\"T1\""; 101].join(","));
+    let deep_body = format!("{{\"tracks\":[{}{}]}}", "[".repeat(1000), "]".repeat(1000));
+    let cases: Vec<(&str, String, &str, &str)> = vec![
+        (
+            "one 1 MB header",
+            get(&format!("X-Big: {}\r\n", "a".repeat(1_000_000))),
+            "HTTP/1.1 431",
+            "",
+        ),
+        (
+            "101 headers (limit 100)",
+            get(&(0..100)
+                .map(|i| format!("X-H{i}: 1\r\n"))
+                .collect::<String>()),
+            "HTTP/1.1 431",
+            "",
+        ),
+        (
+            "a 100 KB request target",
+            format!(
+                "GET /v1/tracks/{}/playability HTTP/1.1\r\nHost: x\r\n\r\n",
+                "A".repeat(100_000)
+            ),
+            "HTTP/1.1 414",
+            "",
+        ),
+        (
+            "a Geo-Hint over 256 bytes",
+            get(&format!(
+                "Geo-Hint: gps=1,2; acc=5; ts={now}; pad={}\r\n",
+                "0".repeat(256)
+            )),
+            "HTTP/1.1 400",
+            r#"{"error":"hint too long","field":"geo-hint"}"#,
+        ),
+        (
+            "a Cell-Hint with 13 parameters",
+            get(&format!("Cell-Hint: mcc=262; mnc=01; {many_params}\r\n")),
+            "HTTP/1.1 400",
+            r#"{"error":"hint too long","field":"cell-hint"}"#,
+        ),
+        (
+            "101 tracks (limit 100)",
+            post(&too_many_tracks),
+            "HTTP/1.1 400",
+            r#"{"error":"at most 100 tracks per request","field":"tracks"}"#,
+        ),
+        (
+            "a body over 64 KiB",
+            post(&format!(
+                "{{\"tracks\":[\"T1\"],\"pad\":\"{}\"}}",
+                "x".repeat(70_000)
+            )),
+            "HTTP/1.1 413",
+            r#"{"error":"body too large","limit_bytes":65536}"#,
+        ),
+        (
+            "JSON nested 1000 deep",
+            post(&deep_body),
+            "HTTP/1.1 400",
+            r#"{"error":"not valid JSON","field":"body"}"#,
+        ),
+    ];
+    let plain = |target: &str, method: &str, extra: &str| {
+        format!("{method} {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{extra}\r\n")
+    };
+    let more: Vec<(&str, String, &str, &str)> = vec![
+        (
+            "a malformed percent-escape in the track id",
+            plain("/v1/tracks/T%ZZ/playability", "GET", ""),
+            "HTTP/1.1 400",
+            r#"{"error":"a track id is 1 to 128 printable characters","field":"track"}"#,
+        ),
+        (
+            "an auth subrequest without X-Original-URI",
+            plain("/v1/authz", "GET", ""),
+            "HTTP/1.1 400",
+            r#"{"error":"missing original URI header","field":"x-original-uri"}"#,
+        ),
+        (
+            "an auth subrequest for a path no route matches",
+            plain("/v1/authz", "GET", "X-Original-URI: /audio//seg.mp4\r\n"),
+            "HTTP/1.1 403",
+            r#"{"decision":"deny","reason":"not_a_track_route","territory":null}"#,
+        ),
+        (
+            "an unknown endpoint",
+            plain("/v2/anything", "GET", ""),
+            "HTTP/1.1 404",
+            r#"{"error":"no such endpoint"}"#,
+        ),
+        (
+            "not HTTP at all",
+            "THIS IS NOT HTTP\r\n\r\n".to_owned(),
+            "HTTP/1.1 400",
+            "",
+        ),
+    ];
+    for (what, request, status, body) in cases.into_iter().chain(more) {
+        let (got_status, got_body) = srv.exchange(request.as_bytes());
+        assert!(got_status.starts_with(status), "{what}: {got_status}");
+        if !body.is_empty() {
+            assert_eq!(got_body, body, "{what}");
+        }
+    }
+    // Still serving well-formed requests.
+    let (status, _) = srv.exchange(get("").as_bytes());
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+}

@@ -555,3 +555,120 @@ fn country_ids_must_be_alpha2() {
         "{p:?}"
     );
 }
+
+#[test]
+fn licence_limits_name_the_file_the_deal_and_the_limit() {
+    let deal = |id: &str, n: usize| {
+        let list = vec!["\"DE\""; n].join(", ");
+        format!(
+            "[[deal_template]]\nid = \"{id}\"\nterritories = [{list}]\nstart = \"2020-01-01\"\nuses = [\"download\"]\n"
+        )
+    };
+    let limit = regiongate::license::MAX_TERRITORIES_PER_DEAL;
+    // At the limit: loads.
+    let w = world(&deal("wide", limit));
+    assert!(w.licenses.deal_by_name("wide").is_some());
+    // One over: that deal is refused, by file and deal, with the limit.
+    let p = problems(&deal("wider", limit + 1), Vec::new());
+    assert_eq!(
+        p,
+        [format!(
+            "licenses/test.toml: deal \"wider\": {} territories, more than the limit of {limit}",
+            limit + 1
+        )]
+    );
+    // An excluded list counts the same.
+    let p = problems(
+        &deal("wider", limit + 1).replace("territories =", "excluded_territories ="),
+        Vec::new(),
+    );
+    assert!(p[0].contains("more than the limit of 5000"), "{p:?}");
+
+    // A TOML licence file over its size limit is refused before it is parsed.
+    let big = format!(
+        "# {}\n",
+        "x".repeat(regiongate::license::MAX_TOML_FILE_BYTES)
+    );
+    let p = problems("", vec![("licenses/big.toml", big.clone().into_bytes())]);
+    assert_eq!(
+        p,
+        [format!(
+            "licenses/big.toml: {} bytes, more than the limit of {} for a TOML licence file",
+            big.len(),
+            regiongate::license::MAX_TOML_FILE_BYTES
+        )]
+    );
+}
+
+#[test]
+fn territory_file_limits_name_the_file_and_the_feature() {
+    let n = 100_000;
+    let deep = format!(
+        r#"{{"type":"FeatureCollection","features":[{{"type":"Feature","properties":{{"id":"DEEP","x":{}{}}}}}]}}"#,
+        "[".repeat(n),
+        "]".repeat(n)
+    );
+    let long_id = "L".repeat(regiongate::territory::geojson::MAX_ID_LEN + 1);
+    let p = problems(
+        "",
+        vec![
+            ("custom/deep.geojson", deep.into_bytes()),
+            (
+                "custom/long.geojson",
+                collection(&[square_feature(&long_id, 0.0, 0.0, 1.0)]),
+            ),
+            (
+                "custom/nested.geojson",
+                br#"{"type":"FeatureCollection","features":[{"type":"Feature","properties":{"id":"N"},"geometry":{"type":"MultiPolygon","coordinates":[[[[[0,0]]]]]}}]}"#.to_vec(),
+            ),
+        ],
+    );
+    assert_eq!(
+        p,
+        [
+            "custom/deep.geojson: JSON nested deeper than the limit of 128 levels (line 1, column 212)",
+            "custom/long.geojson: feature #0: territory id of 65 bytes, more than the limit of 64",
+            "custom/nested.geojson: feature \"N\": bad coordinates: arrays nested deeper than a MultiPolygon",
+        ]
+    );
+}
+
+#[test]
+fn bulk_csv_breakage_is_reported_by_line() {
+    let templates = r#"
+        [[deal_template]]
+        id = "d1"
+        territories = ["DE"]
+        start = "2020-01-01"
+        uses = ["download"]
+        [[deal_template]]
+        id = "d2"
+        territories = ["FR"]
+        start = "2020-01-01"
+        uses = ["download"]
+    "#;
+    let mut csv = b"track_id,deal_id,updated\n".to_vec();
+    csv.extend_from_slice(
+        b"A,d1,2025-01-01\nA,d2,2025-02-01\nB,d1,\nB,,\nC,d1,\nD,d1,\nC,d2,\nE,\xff,\nF,d1,someday\n,d1,\n",
+    );
+    let p = problems(templates, vec![("licenses/bulk.csv", csv)]);
+    assert_eq!(
+        p,
+        [
+            "licenses/bulk.csv: line 3: updated differs from line 2",
+            "licenses/bulk.csv: line 5: a takedown row and deal rows for the same track (from line 4)",
+            "licenses/bulk.csv: line 8: track \"C\" appears again, apart from its earlier rows: keep the rows of a track together",
+            "licenses/bulk.csv: line 9: not UTF-8",
+            "licenses/bulk.csv: line 10: updated: \"someday\" is neither a date (YYYY-MM-DD) nor an RFC 3339 time",
+            "licenses/bulk.csv: line 11: empty track_id",
+        ]
+    );
+    // A file of bad lines lists the first 100 problems and counts the rest.
+    let mut csv = b"track_id,deal_id\n".to_vec();
+    for i in 0..150 {
+        csv.extend_from_slice(format!("T{i},nosuch\n").as_bytes());
+    }
+    let p = problems(templates, vec![("licenses/bulk.csv", csv)]);
+    assert_eq!(p.len(), 101);
+    assert_eq!(p[100], "licenses/bulk.csv: 50 more problems not listed");
+}

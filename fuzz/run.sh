@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Builds the fuzz targets and runs each one for a while; exits non-zero if any target finds a
+# crash (a panic, an abort, an input taking longer than the per-input timeout, running out of
+# memory).
+#
+#   fuzz/run.sh [SECONDS] [TARGET...]     SECONDS per target (default: $FUZZ_SECONDS or 20)
+#
+# Works on the stable toolchain: libFuzzer (the libfuzzer-sys crate, built from source with the
+# system C++ compiler) and the same coverage instrumentation cargo-fuzz passes to rustc, without
+# a sanitizer (sanitizers need nightly; the library has no unsafe code on these paths). With
+# cargo-fuzz installed, `cargo fuzz run --sanitizer none TARGET` in this directory is the same.
+#
+# Seeds come from fuzz/corpus/TARGET (committed); what the fuzzer finds goes to
+# fuzz/target/corpus/TARGET, crashes to fuzz/artifacts/TARGET. Replay a crash with
+#   fuzz/target/TRIPLE/release/TARGET fuzz/artifacts/TARGET/crash-...
+set -euo pipefail
+cd "$(dirname "$0")"
+
+seconds="${1:-${FUZZ_SECONDS:-20}}"
+shift || true
+all_targets=(hints forwarded route geojson license_toml license_bulk config)
+if [ "$#" -gt 0 ]; then targets=("$@"); else targets=("${all_targets[@]}"); fi
+case "$seconds" in
+    '' | *[!0-9]*) echo "run.sh: SECONDS must be a whole number, got '$seconds'" >&2; exit 2 ;;
+esac
+
+triple="$(rustc -vV | sed -n 's/^host: //p')"
+# What cargo-fuzz passes for `--sanitizer none` (coverage counters, comparison tracing for
+# libFuzzer's value profile, `cfg(fuzzing)`, debug assertions and overflow checks). `--target`
+# keeps these flags off build scripts and proc macros.
+flags=(
+    -Cpasses=sancov-module
+    -Cllvm-args=-sanitizer-coverage-level=4
+    -Cllvm-args=-sanitizer-coverage-inline-8bit-counters
+    -Cllvm-args=-sanitizer-coverage-pc-table
+    -Cllvm-args=-sanitizer-coverage-trace-compares
+    -Cllvm-args=-sanitizer-coverage-stack-depth
+    --cfg fuzzing
+    -Cdebug-assertions
+    -Coverflow-checks
+)
+export RUSTFLAGS="${flags[*]}"
+export CARGO_TARGET_DIR="$PWD/target"
+
+echo "fuzz: building ${#targets[@]} target(s) for $triple"
+build_started=$(date +%s)
+bins=()
+for t in "${targets[@]}"; do bins+=(--bin "$t"); done
+# Not --locked: fuzz/Cargo.lock pins what it has, and a dependency the service gains later is
+# added to it rather than failing the build.
+cargo build --release --target "$triple" "${bins[@]}"
+build_seconds=$(( $(date +%s) - build_started ))
+echo "fuzz: build took ${build_seconds} s"
+
+failed=()
+summary=()
+for t in "${targets[@]}"; do
+    bin="target/$triple/release/$t"
+    work="target/corpus/$t"
+    artifacts="artifacts/$t"
+    mkdir -p "$work" "$artifacts"
+    log="target/$t.log"
+    echo "fuzz: $t for ${seconds} s"
+    started=$(date +%s)
+    status=0
+    # -timeout: an input taking longer than 10 s counts as a hang (a crash).
+    "$bin" "$work" "corpus/$t" \
+        -max_total_time="$seconds" -timeout=10 -rss_limit_mb=4096 \
+        -print_final_stats=1 -artifact_prefix="$artifacts/" \
+        </dev/null >"$log" 2>&1 || status=$?
+    took=$(( $(date +%s) - started ))
+    execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
+    units=$(find "$work" -type f | wc -l)
+    if [ "$status" -ne 0 ]; then
+        failed+=("$t")
+        echo "fuzz: $t FAILED (exit $status); the end of its log:"
+        tail -40 "$log"
+        ls -1 "$artifacts" | sed 's/^/  artifact: /'
+    fi
+    summary+=("$(printf '%-13s %6s s %12s execs %6s corpus  %s' "$t" "$took" "${execs:-?}" "$units" \
+        "$([ "$status" -eq 0 ] && echo ok || echo "FAILED (exit $status)")")")
+done
+
+echo "fuzz: build ${build_seconds} s; per target:"
+printf '  %s\n' "${summary[@]}"
+if [ "${#failed[@]}" -gt 0 ]; then
+    echo "fuzz: ${#failed[@]} target(s) failed: ${failed[*]}" >&2
+    exit 1
+fi
+echo "fuzz: no crash"
