@@ -29,7 +29,9 @@ use sha2::{Digest, Sha256};
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
 
@@ -118,12 +120,16 @@ pub struct InputFile {
 
 /// Everything a decision reads.
 pub struct Snapshot {
-    /// Territory ids and codes.
-    pub territories: Territories,
-    /// The point index.
-    pub index: TerritoryIndex,
+    /// Territory ids and codes (shared with the previous snapshot when the geometry files
+    /// did not change).
+    pub territories: Arc<Territories>,
+    /// The point index (shared like `territories`).
+    pub index: Arc<TerritoryIndex>,
     /// Size and fingerprint of each territory's geometry (by territory id), for `diff`.
-    pub shapes: Vec<TerritoryShape>,
+    pub shapes: Arc<Vec<TerritoryShape>>,
+    /// A hash over the paths and SHA-256 of the geometry files (`*.geojson[.gz]`): equal keys
+    /// mean the same territories, index and shapes.
+    pub geometry_key: String,
     /// Territory groups.
     pub groups: Groups,
     /// Licence maps.
@@ -148,13 +154,18 @@ pub struct Snapshot {
     pub loaded_unix: u64,
 }
 
+/// Whether a data file is geometry (country or custom territories).
+fn is_geometry(path: &str) -> bool {
+    path.contains(".geojson")
+}
+
 /// The bytes of an input file: compiled in, read into memory, or memory-mapped.
 pub enum FileBytes {
     /// Compiled into the binary.
     Static(&'static [u8]),
     /// Read into memory.
     Owned(Vec<u8>),
-    /// Memory-mapped (IP databases and the cell database, which can be large).
+    /// Memory-mapped (CSV files while a snapshot is built; see `mapped`).
     Mapped(memmap2::Mmap),
 }
 
@@ -200,13 +211,19 @@ pub fn release_freed_memory() {}
 /// then rename it over the old one, or swap a directory symlink), which is what geoipupdate,
 /// editors' write-rename, `mv`, Kubernetes ConfigMap volumes and the object-storage sync in
 /// `deploy/` do; the old mapping keeps the old inode alive until the snapshot holding it is
-/// dropped. The mapping is never written through.
-#[allow(unsafe_code)]
+/// dropped. The mapping is never written through. A data directory maps only CSV files, and
+/// only while a snapshot is built (see `mapped`), which keeps the window for an in-place
+/// rewrite short.
 pub(crate) fn map_file(path: &Path) -> std::io::Result<memmap2::Mmap> {
-    let f = std::fs::File::open(path)?;
-    // SAFETY: see the doc comment: files are replaced, never truncated in place, so the
-    // mapped bytes stay valid for the mapping's lifetime.
-    unsafe { memmap2::Mmap::map(&f) }
+    map_open_file(&std::fs::File::open(path)?)
+}
+
+/// Maps an open file read-only (see [`map_file`]).
+#[allow(unsafe_code)]
+fn map_open_file(f: &std::fs::File) -> std::io::Result<memmap2::Mmap> {
+    // SAFETY: see the doc comment of map_file: files are replaced, never truncated in place,
+    // so the mapped bytes stay valid for the mapping's lifetime.
+    unsafe { memmap2::Mmap::map(f) }
 }
 
 struct Input {
@@ -214,10 +231,132 @@ struct Input {
     data: FileBytes,
 }
 
-/// Files that are memory-mapped rather than read: databases and CSV files, which can be large
-/// and are read as they are.
+/// Bytes read from a mapped file before its pages are given back.
+const PAGED_CHUNK: usize = 8 << 20;
+
+/// Gives back the resident pages of a range of a file mapping that has been read, so that a
+/// large CSV read once (hashed, then parsed) never holds more than a chunk of itself in
+/// memory: without this, a 80 MB catalogue stays resident, as file-backed pages of this
+/// process, until the snapshot build ends.
+#[allow(unsafe_code)]
+fn drop_pages(map: &memmap2::Mmap, offset: usize, len: usize) {
+    // SAFETY: the mapping is read-only and private, and its file is replaced, never changed in
+    // place (see `map_file`). MADV_DONTNEED on such a mapping only drops the page-table
+    // entries: a later read of the range faults the same bytes back in from the file, so
+    // every reference into the mapping keeps seeing the data it saw.
+    let dropped =
+        unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, offset, len) };
+    // Only a hint: if it fails, the pages stay resident until the mapping is dropped.
+    let _ = dropped;
+}
+
+/// Reads a mapped file front to back, giving its pages back every [`PAGED_CHUNK`] bytes.
+struct PagedReader<'a> {
+    map: &'a memmap2::Mmap,
+    pos: usize,
+    dropped: usize,
+}
+
+impl std::io::Read for PagedReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let rest = self.map.get(self.pos..).unwrap_or_default();
+        let n = rest.len().min(buf.len());
+        buf[..n].copy_from_slice(&rest[..n]);
+        self.pos += n;
+        if self.pos - self.dropped >= PAGED_CHUNK || self.pos == self.map.len() {
+            // Chunk boundaries are multiples of 8 MiB from the page-aligned start.
+            let end = if self.pos == self.map.len() {
+                self.pos
+            } else {
+                self.pos / PAGED_CHUNK * PAGED_CHUNK
+            };
+            if end > self.dropped {
+                drop_pages(self.map, self.dropped, end - self.dropped);
+                self.dropped = end;
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// What the first pass over an input learns: its SHA-256 and, for a bulk licence CSV, how
+/// many tracks it names (runs of rows with the same first field), to size the track table once.
+fn first_pass(i: &Input) -> (String, usize) {
+    let bulk = i.path.starts_with("licenses/") && i.path.ends_with(".csv");
+    let mut h = Sha256::new();
+    let mut runs = RunCounter::default();
+    let mut feed = |chunk: &[u8]| {
+        h.update(chunk);
+        if bulk {
+            runs.feed(chunk);
+        }
+    };
+    match &i.data {
+        FileBytes::Mapped(m) => {
+            for (k, chunk) in m.chunks(PAGED_CHUNK).enumerate() {
+                feed(chunk);
+                drop_pages(m, k * PAGED_CHUNK, chunk.len());
+            }
+        }
+        other => feed(other),
+    }
+    (hex(&h.finalize()), runs.runs)
+}
+
+/// Counts runs of lines with the same first CSV field, fed in chunks.
+#[derive(Default)]
+struct RunCounter {
+    runs: usize,
+    previous: Vec<u8>,
+    field: Vec<u8>,
+    /// In the first field of the current line.
+    in_field: bool,
+    started: bool,
+}
+
+impl RunCounter {
+    fn feed(&mut self, chunk: &[u8]) {
+        for &b in chunk {
+            if !self.started {
+                self.started = true;
+                self.in_field = true;
+            }
+            match b {
+                b'\n' => {
+                    if self.in_field {
+                        self.end_field();
+                    }
+                    self.in_field = true;
+                }
+                b',' if self.in_field => self.end_field(),
+                _ if self.in_field => self.field.push(b),
+                _ => {}
+            }
+        }
+    }
+
+    fn end_field(&mut self) {
+        self.in_field = false;
+        if self.field != self.previous {
+            self.runs += 1;
+            std::mem::swap(&mut self.field, &mut self.previous);
+        }
+        self.field.clear();
+    }
+}
+
+/// Files that are memory-mapped rather than read: CSV files, which can be large (a cell
+/// database of millions of rows) and are only parsed, so the mapping lives only while the
+/// snapshot is built.
+///
+/// IP databases are read into memory although the snapshot uses their bytes for as long as it
+/// serves: a mapping shows the file as it is now, not as it was loaded. `cp new.mmdb
+/// geoip.mmdb` truncates and rewrites the same file in place, and the served snapshot would
+/// then answer from a half-copied database or die of SIGBUS on the first lookup past the
+/// new end of the file (tests/it/faults.rs shows both). A copy costs the file's size in
+/// memory (7.5 MB for the bundled database, about 70 MB for a GeoIP2 City database).
 fn mapped(path: &str) -> bool {
-    path.ends_with(".mmdb") || path.ends_with(".csv")
+    path.ends_with(".csv")
 }
 
 fn wanted(path: &str) -> bool {
@@ -292,21 +431,56 @@ fn read_dir(root: &Path) -> Result<Vec<Input>, SnapshotError> {
     }
     for path in candidates.into_iter().filter(|p| wanted(p)) {
         let full = root.join(&path);
-        let f = match std::fs::File::open(&full) {
+        // Opened non-blocking: a FIFO where a file should be would otherwise block the open,
+        // and with it this reload and every later one, until someone writes to it.
+        let opened = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&full);
+        let f = match opened {
             Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            // No such entry: an optional file that is not there. An entry that leads nowhere
+            // (a dangling symlink) is a broken file, not a missing one: loading without it
+            // would silently drop its territories or deals.
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    && std::fs::symlink_metadata(&full).is_err() =>
+            {
+                continue;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(io(
+                    &full,
+                    std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        "a symlink to a file that does not exist",
+                    ),
+                ));
+            }
             Err(e) => return Err(io(&full, e)),
         };
-        let len = f.metadata().map_err(|e| io(&full, e))?.len();
-        if len > MAX_FILE_BYTES {
+        let meta = f.metadata().map_err(|e| io(&full, e))?;
+        // Directories, FIFOs, sockets and devices (a link to /dev/zero never ends) are refused.
+        if !meta.is_file() {
             return Err(SnapshotError::Invalid(vec![Problem::new(
                 path,
                 None,
-                format!("{len} bytes, more than the limit of {MAX_FILE_BYTES}"),
+                "not a regular file",
             )]));
         }
+        let too_big = |path: String, len: u64| {
+            SnapshotError::Invalid(vec![Problem::new(
+                path,
+                None,
+                format!("{len} bytes, more than the limit of {MAX_FILE_BYTES}"),
+            )])
+        };
+        let len = meta.len();
+        if len > MAX_FILE_BYTES {
+            return Err(too_big(path, len));
+        }
         let data = if mapped(&path) {
-            FileBytes::Mapped(map_file(&full).map_err(|e| io(&full, e))?)
+            FileBytes::Mapped(map_open_file(&f).map_err(|e| io(&full, e))?)
         } else {
             let mut data = Vec::with_capacity(len as usize);
             f.take(MAX_FILE_BYTES + 1)
@@ -314,9 +488,43 @@ fn read_dir(root: &Path) -> Result<Vec<Input>, SnapshotError> {
                 .map_err(|e| io(&full, e))?;
             FileBytes::Owned(data)
         };
+        // The file may have grown since it was measured.
+        if data.len() as u64 > MAX_FILE_BYTES {
+            return Err(too_big(path, data.len() as u64));
+        }
         out.push(Input { path, data });
     }
     Ok(out)
+}
+
+/// Walks every node of an IP database's search tree and decodes every record it points to.
+///
+/// Opening a database reads only its metadata (and layout detection the first records); one
+/// damaged further in would load and then fail lookups client by client, which the service
+/// answers as "no location evidence". `maxminddb`'s own `verify` also insists on metadata
+/// that real databases lack (an empty description map), so the tree and records are checked
+/// here.
+fn check_ip_database(bytes: &[u8]) -> Result<(), maxminddb::MaxMindDbError> {
+    use maxminddb::{Reader, WithinOptions};
+    let reader = Reader::from_source(bytes)?;
+    // A tree of n nodes has at most 2n leaves; more means a cycle.
+    let limit = reader.metadata().node_count as usize * 2 + 2;
+    let mut seen = std::collections::HashSet::new();
+    let opts = WithinOptions::default().include_networks_without_data();
+    for (i, r) in reader.networks(opts)?.enumerate() {
+        let r = r?;
+        if i > limit {
+            return Err(maxminddb::MaxMindDbError::invalid_database(
+                "the search tree has a cycle",
+            ));
+        }
+        if let Some(offset) = r.offset()
+            && seen.insert(offset)
+        {
+            r.decode::<serde::de::IgnoredAny>()?;
+        }
+    }
+    Ok(())
 }
 
 fn is_country_code(id: &str) -> bool {
@@ -327,7 +535,9 @@ fn text<'a>(i: &'a Input, problems: &mut Vec<Problem>) -> Option<Cow<'a, str>> {
     if i.path.ends_with(".gz") {
         let mut s = String::new();
         match flate2::read::GzDecoder::new(&i.data[..])
-            .take(4 * MAX_FILE_BYTES)
+            // One byte past the GeoJSON limit is enough for the parser to refuse the size:
+            // a gzip bomb stops here instead of at several GiB.
+            .take(crate::territory::geojson::MAX_FILE_BYTES as u64 + 1)
             .read_to_string(&mut s)
         {
             Ok(_) => Some(Cow::Owned(s)),
@@ -358,11 +568,25 @@ impl Snapshot {
     /// [`SnapshotError::Io`] if files cannot be read, [`SnapshotError::Invalid`] with every
     /// problem found otherwise.
     pub fn load(source: &DataSource) -> Result<Snapshot, SnapshotError> {
+        Snapshot::load_after(source, None)
+    }
+
+    /// Loads and checks a snapshot from a source, as a reload does: when the geometry files
+    /// are byte for byte those of `previous` (the snapshot being served), its territories and
+    /// index are shared instead of parsed and built again. The usual reload (licence maps,
+    /// IP database) then costs neither the index build time nor a second index in memory.
+    ///
+    /// # Errors
+    /// As [`Snapshot::load`].
+    pub fn load_after(
+        source: &DataSource,
+        previous: Option<&Snapshot>,
+    ) -> Result<Snapshot, SnapshotError> {
         let inputs = match source {
             DataSource::Embedded => read_embedded(),
             DataSource::Dir(d) => read_dir(d)?,
         };
-        let built = Snapshot::build(inputs);
+        let built = Snapshot::build(inputs, previous);
         release_freed_memory();
         built
     }
@@ -383,17 +607,22 @@ impl Snapshot {
             })
             .filter(|i| wanted(&i.path))
             .collect();
-        Snapshot::build(inputs)
+        Snapshot::build(inputs, None)
     }
 
-    fn build(mut inputs: Vec<Input>) -> Result<Snapshot, SnapshotError> {
+    fn build(
+        mut inputs: Vec<Input>,
+        previous: Option<&Snapshot>,
+    ) -> Result<Snapshot, SnapshotError> {
         let started = Instant::now();
         inputs.sort_by(|a, b| a.path.cmp(&b.path));
         let mut problems = Vec::new();
         let mut files = Vec::with_capacity(inputs.len());
         let mut version = Sha256::new();
+        let mut track_hint = 0;
         for i in &inputs {
-            let sha = hex(&Sha256::digest(&i.data));
+            let (sha, runs) = first_pass(i);
+            track_hint += runs;
             version.update(i.path.as_bytes());
             version.update([0]);
             version.update(sha.as_bytes());
@@ -404,11 +633,163 @@ impl Snapshot {
             });
         }
         let version = hex(&version.finalize())[..16].to_owned();
+        let mut geometry = Sha256::new();
+        for f in files.iter().filter(|f| is_geometry(&f.path)) {
+            geometry.update(f.path.as_bytes());
+            geometry.update([0]);
+            geometry.update(f.sha256.as_bytes());
+        }
+        let geometry_key = hex(&geometry.finalize())[..16].to_owned();
+        let (territories, index, shapes) = match previous {
+            Some(p) if p.geometry_key == geometry_key => (
+                Arc::clone(&p.territories),
+                Some(Arc::clone(&p.index)),
+                Arc::clone(&p.shapes),
+            ),
+            _ => Snapshot::build_geometry(&inputs, &mut problems),
+        };
 
-        // Territories: countries first, then custom ones, each sorted by id.
+        let groups_text = inputs
+            .iter()
+            .find(|i| i.path == "groups.toml")
+            .and_then(|i| text(i, &mut problems));
+        let groups = match Groups::parse(groups_text.as_deref(), &territories) {
+            Ok(g) => g,
+            Err(errs) => {
+                problems.extend(
+                    errs.into_iter()
+                        .map(|e| Problem::new("groups.toml", None, e.to_string())),
+                );
+                Groups::default()
+            }
+        };
+
+        let licenses = load_licenses(&inputs, track_hint, &territories, &groups, &mut problems);
+        let mcc = match inputs
+            .iter()
+            .find(|i| i.path == "mcc-mnc.csv")
+            .and_then(|i| text(i, &mut problems))
+        {
+            Some(t) => MccTable::parse("mcc-mnc.csv", &t, &territories).unwrap_or_else(|p| {
+                problems.extend(p);
+                MccTable::default()
+            }),
+            None => MccTable::default(),
+        };
+        let vpn_ranges = match inputs
+            .iter()
+            .find(|i| i.path == "ip/vpn-ranges.txt")
+            .and_then(|i| text(i, &mut problems))
+        {
+            Some(t) => CidrSet::parse(&t).unwrap_or_else(|(line, item)| {
+                problems.push(Problem::new(
+                    "ip/vpn-ranges.txt",
+                    Some(format!("line {line}")),
+                    format!("{item:?} is not a network"),
+                ));
+                CidrSet::default()
+            }),
+            None => CidrSet::default(),
+        };
+        let mut take = |path: &str| {
+            inputs
+                .iter()
+                .position(|i| i.path == path)
+                .map(|at| inputs.swap_remove(at))
+        };
+        // A database byte for byte the one being served was checked when that one loaded.
+        let checked_before = |path: &str| {
+            let sha = |inputs: &[InputFile]| {
+                inputs
+                    .iter()
+                    .find(|f| f.path == path)
+                    .map(|f| f.sha256.clone())
+            };
+            previous.is_some_and(|p| sha(&p.inputs).is_some() && sha(&p.inputs) == sha(&files))
+        };
+        let mut open_db = |path: &str, want_anon: bool, problems: &mut Vec<Problem>| {
+            let input = take(path)?;
+            if !checked_before(path)
+                && let Err(e) = check_ip_database(&input.data)
+            {
+                problems.push(Problem::new(path, None, format!("damaged database: {e}")));
+                return None;
+            }
+            match IpDatabase::from_bytes(input.data) {
+                Ok(db) if (db.info().layout == Layout::Anonymous) == want_anon => Some(db),
+                Ok(db) => {
+                    let expected = if want_anon {
+                        "anonymous-ip"
+                    } else {
+                        "geoip2 or flat country/city"
+                    };
+                    problems.push(Problem::new(
+                        path,
+                        None,
+                        format!(
+                            "expected a {expected} database, found {}",
+                            db.info().layout.as_str()
+                        ),
+                    ));
+                    None
+                }
+                Err(e) => {
+                    problems.push(Problem::new(path, None, e.to_string()));
+                    None
+                }
+            }
+        };
+        let ip = open_db("ip/geoip.mmdb", false, &mut problems);
+        let anonymizer = open_db("ip/anonymous-ip.mmdb", true, &mut problems);
+        let cells = match take("cells.csv") {
+            Some(i) => match CellDb::load(&*i.data) {
+                Ok((db, _skipped)) => Some(db),
+                Err(e) => {
+                    problems.push(Problem::new("cells.csv", None, format!("unreadable: {e}")));
+                    None
+                }
+            },
+            None => None,
+        };
+        let index = match index {
+            Some(index) if problems.is_empty() => index,
+            _ => return Err(SnapshotError::Invalid(problems)),
+        };
+        Ok(Snapshot {
+            territories,
+            index,
+            shapes,
+            geometry_key,
+            groups,
+            licenses,
+            ip,
+            anonymizer,
+            vpn_ranges,
+            mcc,
+            cells,
+            version,
+            inputs: files,
+            build_time: started.elapsed(),
+            loaded_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        })
+    }
+
+    /// Parses the geometry files and builds territories, index and shapes; the index is
+    /// `None` when there were problems.
+    #[allow(clippy::type_complexity)]
+    fn build_geometry(
+        inputs: &[Input],
+        problems: &mut Vec<Problem>,
+    ) -> (
+        Arc<Territories>,
+        Option<Arc<TerritoryIndex>>,
+        Arc<Vec<TerritoryShape>>,
+    ) {
         let mut countries: Vec<RawTerritory> = Vec::new();
         let mut customs: Vec<(RawTerritory, String)> = Vec::new();
-        let geo_inputs = inputs.iter().filter(|i| i.path.contains(".geojson"));
+        let geo_inputs = inputs.iter().filter(|i| is_geometry(&i.path));
         if inputs
             .iter()
             .filter(|i| i.path.starts_with("countries."))
@@ -422,7 +803,7 @@ impl Snapshot {
             ));
         }
         for i in geo_inputs {
-            let Some(t) = text(i, &mut problems) else {
+            let Some(t) = text(i, problems) else {
                 continue;
             };
             let (territories, errs) = geojson::parse(&t);
@@ -482,120 +863,14 @@ impl Snapshot {
         let shapes: Vec<TerritoryShape> = rings.iter().map(|r| TerritoryShape::of(r)).collect();
         let index = problems.is_empty().then(|| TerritoryIndex::build(&rings));
         drop(rings);
-
-        let groups_text = inputs
-            .iter()
-            .find(|i| i.path == "groups.toml")
-            .and_then(|i| text(i, &mut problems));
-        let groups = match Groups::parse(groups_text.as_deref(), &territories) {
-            Ok(g) => g,
-            Err(errs) => {
-                problems.extend(
-                    errs.into_iter()
-                        .map(|e| Problem::new("groups.toml", None, e.to_string())),
-                );
-                Groups::default()
-            }
-        };
-
-        let licenses = load_licenses(&inputs, &territories, &groups, &mut problems);
-        let mcc = match inputs
-            .iter()
-            .find(|i| i.path == "mcc-mnc.csv")
-            .and_then(|i| text(i, &mut problems))
-        {
-            Some(t) => MccTable::parse("mcc-mnc.csv", &t, &territories).unwrap_or_else(|p| {
-                problems.extend(p);
-                MccTable::default()
-            }),
-            None => MccTable::default(),
-        };
-        let vpn_ranges = match inputs
-            .iter()
-            .find(|i| i.path == "ip/vpn-ranges.txt")
-            .and_then(|i| text(i, &mut problems))
-        {
-            Some(t) => CidrSet::parse(&t).unwrap_or_else(|(line, item)| {
-                problems.push(Problem::new(
-                    "ip/vpn-ranges.txt",
-                    Some(format!("line {line}")),
-                    format!("{item:?} is not a network"),
-                ));
-                CidrSet::default()
-            }),
-            None => CidrSet::default(),
-        };
-        let mut take = |path: &str| {
-            inputs
-                .iter()
-                .position(|i| i.path == path)
-                .map(|at| inputs.swap_remove(at))
-        };
-        let mut open_db = |path: &str, want_anon: bool, problems: &mut Vec<Problem>| {
-            let input = take(path)?;
-            match IpDatabase::from_bytes(input.data) {
-                Ok(db) if (db.info().layout == Layout::Anonymous) == want_anon => Some(db),
-                Ok(db) => {
-                    let expected = if want_anon {
-                        "anonymous-ip"
-                    } else {
-                        "geoip2 or flat country/city"
-                    };
-                    problems.push(Problem::new(
-                        path,
-                        None,
-                        format!(
-                            "expected a {expected} database, found {}",
-                            db.info().layout.as_str()
-                        ),
-                    ));
-                    None
-                }
-                Err(e) => {
-                    problems.push(Problem::new(path, None, e.to_string()));
-                    None
-                }
-            }
-        };
-        let ip = open_db("ip/geoip.mmdb", false, &mut problems);
-        let anonymizer = open_db("ip/anonymous-ip.mmdb", true, &mut problems);
-        let cells = match take("cells.csv") {
-            Some(i) => match CellDb::load(&*i.data) {
-                Ok((db, _skipped)) => Some(db),
-                Err(e) => {
-                    problems.push(Problem::new("cells.csv", None, format!("unreadable: {e}")));
-                    None
-                }
-            },
-            None => None,
-        };
-        let index = match index {
-            Some(index) if problems.is_empty() => index,
-            _ => return Err(SnapshotError::Invalid(problems)),
-        };
-        Ok(Snapshot {
-            territories,
-            index,
-            shapes,
-            groups,
-            licenses,
-            ip,
-            anonymizer,
-            vpn_ranges,
-            mcc,
-            cells,
-            version,
-            inputs: files,
-            build_time: started.elapsed(),
-            loaded_unix: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
-        })
+        (Arc::new(territories), index.map(Arc::new), Arc::new(shapes))
     }
 }
 
+/// `track_hint`: about how many tracks the bulk files name (sizes the track table once).
 fn load_licenses(
     inputs: &[Input],
+    track_hint: usize,
     territories: &Territories,
     groups: &Groups,
     problems: &mut Vec<Problem>,
@@ -605,6 +880,7 @@ fn load_licenses(
         groups,
     };
     let mut b = LicenseMapBuilder::default();
+    b.reserve_tracks(track_hint);
     let tomls: Vec<(&str, toml_format::RawLicenseFile)> = inputs
         .iter()
         .filter(|i| i.path.starts_with("licenses/") && i.path.ends_with(".toml"))
@@ -629,11 +905,122 @@ fn load_licenses(
         .iter()
         .filter(|i| i.path.starts_with("licenses/") && i.path.ends_with(".csv"))
     {
-        bulk::load(&i.path, &i.data, &mut b, problems);
+        match &i.data {
+            FileBytes::Mapped(m) => {
+                let reader = PagedReader {
+                    map: m,
+                    pos: 0,
+                    dropped: 0,
+                };
+                bulk::load_reader(&i.path, m.len(), reader, &mut b, problems);
+            }
+            other => bulk::load(&i.path, other, &mut b, problems),
+        }
     }
     b.finish()
 }
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn square(id: &str, x: f64) -> String {
+        format!(
+            r#"{{"type":"Feature","properties":{{"id":"{id}"}},"geometry":{{"type":"Polygon","coordinates":[[[{x},0],[{x1},0],[{x1},10],[{x},10],[{x},0]]]}}}}"#,
+            x1 = x + 10.0
+        )
+    }
+
+    fn write(dir: &Path, countries: &[String], licensed_in: &str) {
+        std::fs::create_dir_all(dir.join("licenses")).expect("mkdir");
+        std::fs::write(
+            dir.join("countries.geojson"),
+            format!(
+                r#"{{"type":"FeatureCollection","features":[{}]}}"#,
+                countries.join(",")
+            ),
+        )
+        .expect("write");
+        std::fs::write(
+            dir.join("licenses/l.toml"),
+            format!(
+                "[[dealset]]\nselector = {{ track = \"T1\" }}\nupdated = \"2025-01-01\"\ndeals = [{{ id = \"d\", territories = [\"{licensed_in}\"], start = \"2020-01-01\", uses = [\"on_demand_stream\"] }}]\n"
+            ),
+        )
+        .expect("write");
+    }
+
+    #[test]
+    fn run_counter_counts_tracks_across_chunk_boundaries() {
+        let csv = b"track_id,deal_id\nA1,d1\nA1,d2\nB22,d1\nA1,d3\nC,\nC,\nD,d1";
+        for split in 0..csv.len() {
+            let mut c = RunCounter::default();
+            c.feed(&csv[..split]);
+            c.feed(&csv[split..]);
+            // header, A1, B22, A1 again, C, D
+            assert_eq!(c.runs, 6, "split at {split}");
+        }
+    }
+
+    #[test]
+    fn paged_reader_reads_a_mapped_file_whole() {
+        use std::io::Read;
+        let tmp = tempfile::tempdir().expect("tmp");
+        let path = tmp.path().join("big.csv");
+        let data: Vec<u8> = (0..PAGED_CHUNK * 2 + 12345)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        std::fs::write(&path, &data).expect("write");
+        let map = map_file(&path).expect("map");
+        let mut back = Vec::new();
+        PagedReader {
+            map: &map,
+            pos: 0,
+            dropped: 0,
+        }
+        .read_to_end(&mut back)
+        .expect("read");
+        assert!(back == data, "the bytes read back differ");
+        // Pages given back fault in again with the same bytes.
+        assert!(map[..] == data[..]);
+    }
+
+    #[test]
+    fn reload_shares_unchanged_geometry_and_rebuilds_changed() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = tmp.path().to_path_buf();
+        let source = DataSource::Dir(dir.clone());
+        write(&dir, &[square("DE", 0.0), square("FR", 10.0)], "DE");
+        let first = Snapshot::load(&source).expect("first");
+
+        // A licence change: new version, same territories and index (shared, not rebuilt).
+        write(&dir, &[square("DE", 0.0), square("FR", 10.0)], "FR");
+        let second = Snapshot::load_after(&source, Some(&first)).expect("second");
+        assert_ne!(first.version, second.version);
+        assert_eq!(first.geometry_key, second.geometry_key);
+        assert!(Arc::ptr_eq(&first.index, &second.index));
+        assert!(Arc::ptr_eq(&first.territories, &second.territories));
+        assert_ne!(
+            first.licenses.track_count() + first.licenses.deal_count(),
+            0,
+            "the licence file loaded"
+        );
+
+        // A geometry change: everything built again, and the new geometry answers.
+        write(&dir, &[square("DE", 0.0), square("FR", 20.0)], "FR");
+        let third = Snapshot::load_after(&source, Some(&second)).expect("third");
+        assert_ne!(second.geometry_key, third.geometry_key);
+        assert!(!Arc::ptr_eq(&second.index, &third.index));
+        let fr = third.territories.id("FR").expect("FR");
+        assert!(third.index.locate([25.0, 5.0]).contains(&fr));
+        assert!(!second.index.locate([25.0, 5.0]).contains(&fr));
+
+        // A broken geometry file is still rejected even though a previous snapshot exists.
+        std::fs::write(dir.join("countries.geojson"), "{").expect("write");
+        assert!(Snapshot::load_after(&source, Some(&third)).is_err());
+    }
 }

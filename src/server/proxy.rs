@@ -5,10 +5,14 @@
 //! buffered), hop-by-hop headers removed, `X-Forwarded-For` and `Forwarded` appended, Range
 //! and HEAD passed through. Denied ones get `451 Unavailable For Legal Reasons` (RFC 7725)
 //! with `Link: <...>; rel="blocked-by"` and a JSON reason. Upstream down: 502; no response
-//! headers in time: 504; both counted.
+//! headers in time: 504; an origin that stops sending the body for as long as the response
+//! timeout: the response is aborted (the client's connection closes, the upstream one is
+//! dropped). All counted by kind.
 //!
 //! The proxy is never open: the upstream comes from the configuration only; absolute-form
 //! request targets and CONNECT are refused, and `Host` is never used to pick a destination.
+//! A request must carry exactly one `Host` (RFC 9112 §3.2); `X-Forwarded-Host`, `-Proto` and
+//! `-Port` are passed on only from trusted proxies, like the address chain.
 
 use super::metrics::{Door, UpstreamError};
 use super::route::match_routes;
@@ -16,15 +20,20 @@ use super::{App, Body, BoxError, json_response};
 use crate::config::{ProxyConfig, Unmatched};
 use crate::decide::Verdict;
 use crate::snapshot::Snapshot;
+use bytes::Bytes;
 use http::header::{self, HeaderName};
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
+use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::json;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 /// The pooled client and the fixed origin.
 pub struct Upstream {
@@ -140,6 +149,17 @@ pub async fn handle(
             ),
         );
     }
+    // One Host, always: with two, the origin and a cache in between could each pick another.
+    let hosts = req.headers().get_all(header::HOST).iter().count();
+    if hosts > 1 || (hosts == 0 && req.version() == Version::HTTP_11) {
+        return (
+            Door::Proxy,
+            json_response(
+                StatusCode::BAD_REQUEST,
+                &json!({"error": "exactly one Host header is required"}),
+            ),
+        );
+    }
     let head = req.method() == Method::HEAD;
     let path = req.uri().path().to_owned();
     match match_routes(&app.config.routes, &path) {
@@ -196,8 +216,19 @@ async fn forward(
         );
     };
     parts.uri = uri;
+    let ip = peer.ip();
+    // A chain is passed on only from a trusted proxy; from anyone else it is the client's own
+    // claim, so the origin gets the socket peer alone.
+    let trusted = app.config.client.trusted_proxies.contains(ip);
     let original_host = parts.headers.get(header::HOST).cloned();
     strip_hop_by_hop(&mut parts.headers);
+    if !trusted {
+        // The client's own word on the public host, scheme and port: an origin building
+        // links or redirects from them would point its users elsewhere.
+        for name in ["x-forwarded-host", "x-forwarded-proto", "x-forwarded-port"] {
+            parts.headers.remove(name);
+        }
+    }
     // Location hints serve the decision only: they never leave the request (PRIVACY.md).
     parts.headers.remove("geo-hint");
     parts.headers.remove("cell-hint");
@@ -210,13 +241,12 @@ async fn forward(
     {
         parts.headers.insert(header::HOST, a);
     }
-    if let Some(h) = original_host {
+    // A trusted proxy in front already named the public host; keep its word.
+    if let Some(h) = original_host
+        && !parts.headers.contains_key("x-forwarded-host")
+    {
         parts.headers.insert("x-forwarded-host", h);
     }
-    let ip = peer.ip();
-    // A chain is passed on only from a trusted proxy; from anyone else it is the client's own
-    // claim, so the origin gets the socket peer alone.
-    let trusted = app.config.client.trusted_proxies.contains(ip);
     let prev = |name| {
         parts
             .headers
@@ -269,12 +299,70 @@ async fn forward(
     };
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
-    let metrics = app.metrics.clone();
-    let body = body
-        .map_err(move |e| {
-            metrics.upstream_error(UpstreamError::Body);
-            Box::new(e) as BoxError
-        })
-        .boxed();
+    let body = IdleCut {
+        inner: body,
+        idle: up.cfg.response_timeout,
+        waiting: None,
+        metrics: app.metrics.clone(),
+    }
+    .boxed();
     Response::from_parts(parts, body)
+}
+
+/// An upstream response body that fails once the origin has sent nothing for `idle` while
+/// the proxy was waiting for it. Without it an origin that stalls mid-body would hold the
+/// client's connection, its connection slot and the upstream connection forever.
+///
+/// The clock runs only while the proxy waits on the origin: a client that reads slowly does
+/// not count against the origin.
+struct IdleCut {
+    inner: Incoming,
+    idle: Duration,
+    /// Armed when a poll found no data; disarmed by the next frame.
+    waiting: Option<Pin<Box<tokio::time::Sleep>>>,
+    metrics: super::metrics::Metrics,
+}
+
+impl hyper::body::Body for IdleCut {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+            this.waiting = None;
+            return Poll::Ready(frame.map(|f| {
+                f.map_err(|e| {
+                    this.metrics.upstream_error(UpstreamError::Body);
+                    Box::new(e) as BoxError
+                })
+            }));
+        }
+        let idle = this.idle;
+        let timer = this
+            .waiting
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+        match timer.as_mut().poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(()) => {
+                this.waiting = None;
+                this.metrics.upstream_error(UpstreamError::Body);
+                Poll::Ready(Some(Err(Box::new(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the origin stopped sending the response body",
+                )))))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }

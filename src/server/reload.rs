@@ -1,7 +1,8 @@
 //! Reload: build a whole new snapshot off the request path, then swap it in one step. A
 //! failed build keeps the old snapshot serving, logs every problem and counts the failure.
-//! Concurrent triggers coalesce: while one build runs, further triggers wait for it and share
-//! its result instead of starting their own (no reload storms).
+//! Concurrent triggers coalesce: while one build runs, further triggers wait, and all of them
+//! share the next build (which starts after they asked, so it reads what they asked about)
+//! instead of starting their own (no reload storms).
 
 use super::App;
 use crate::snapshot::{DataSource, Snapshot, SnapshotError};
@@ -31,41 +32,47 @@ pub struct ReloadResult {
 #[derive(Default)]
 pub struct ReloadState {
     running: Mutex<()>,
-    last: std::sync::Mutex<Option<ReloadResult>>,
-    generation: std::sync::atomic::AtomicU64,
+    /// The last result and the number of the build that made it.
+    last: std::sync::Mutex<Option<(u64, ReloadResult)>>,
+    /// Builds started so far; a build's number is this count when it started.
+    started: std::sync::atomic::AtomicU64,
 }
 
 impl ReloadState {
     /// The last result, if any reload happened.
     pub fn last(&self) -> Option<ReloadResult> {
-        self.last.lock().map(|g| g.clone()).unwrap_or(None)
+        self.last
+            .lock()
+            .map(|g| g.as_ref().map(|(_, r)| r.clone()))
+            .unwrap_or(None)
     }
 }
 
 /// Rebuilds the snapshot from the configured source and swaps it in if it is good.
 pub async fn reload(app: &Arc<App>, trigger: &str) -> ReloadResult {
-    let asked_at = app
-        .reload
-        .generation
-        .load(std::sync::atomic::Ordering::SeqCst);
+    use std::sync::atomic::Ordering::SeqCst;
+    let asked_at = app.reload.started.load(SeqCst);
     let _guard = app.reload.running.lock().await;
-    // A build that started after we asked has already read the files we would read.
-    if app
-        .reload
-        .generation
-        .load(std::sync::atomic::Ordering::SeqCst)
-        > asked_at
-        && let Some(last) = app.reload.last()
+    // Only a build that *started* after we asked has read the files as they were when we
+    // asked (or newer); one that was already running may have read them before a change
+    // that prompted this call, so it is not shared.
+    if let Ok(g) = app.reload.last.lock()
+        && let Some((build, last)) = g.as_ref()
+        && *build > asked_at
     {
-        return last;
+        return last.clone();
     }
+    let build = app.reload.started.fetch_add(1, SeqCst) + 1;
     let source = app
         .config
         .regions
         .clone()
         .map_or(DataSource::Embedded, DataSource::Dir);
     let started = Instant::now();
-    let built = tokio::task::spawn_blocking(move || Snapshot::load(&source)).await;
+    // Shares the served snapshot's territories and index when the geometry did not change.
+    let previous = app.snapshot.load_full();
+    let built =
+        tokio::task::spawn_blocking(move || Snapshot::load_after(&source, Some(&previous))).await;
     let build_ms = started.elapsed().as_millis() as u64;
     let (result, problems) = match built {
         Ok(Ok(snap)) => {
@@ -99,11 +106,8 @@ pub async fn reload(app: &Arc<App>, trigger: &str) -> ReloadResult {
         problems,
     };
     if let Ok(mut g) = app.reload.last.lock() {
-        *g = Some(r.clone());
+        *g = Some((build, r.clone()));
     }
-    app.reload
-        .generation
-        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     r
 }
 

@@ -1414,6 +1414,14 @@ async fn reloads(
     }
     windows.push(("watch reload".to_owned(), t1, Instant::now()));
 
+    // A geometry change: the admin reload builds a whole new territory index (a reload of
+    // unchanged geometry shares the served one and is over in a few ms).
+    std::fs::create_dir_all(regions.join("custom")).expect("mkdir custom");
+    std::fs::write(
+        regions.join("custom/leak-extra.geojson"),
+        r#"{"type":"FeatureCollection","features":[{"type":"Feature","properties":{"id":"LEAK_EXTRA"},"geometry":{"type":"Polygon","coordinates":[[[-30,40],[-29,40],[-29,41],[-30,41],[-30,40]]]}}]}"#,
+    )
+    .expect("write custom territory");
     let t2 = Instant::now();
     let r = exchange(admin, &reload).await;
     record("POST /admin/reload", &r);
@@ -1741,8 +1749,10 @@ fn check_run(name: &str, r: &RunResult, forms: &[Form], log_client_ip: bool) {
             r.statuses
         );
     }
+    // A reload that keeps the geometry shares the served index and takes tens of ms, so a
+    // window may hold only a few requests; at least one must have been in flight.
     for (w, n) in &r.during_reloads {
-        assert!(*n >= 5, "{name}: only {n} requests during {w}");
+        assert!(*n >= 1, "{name}: no request during {w}");
     }
     assert!(r.report_files >= 1, "{name}: no report file written");
 

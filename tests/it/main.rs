@@ -2,6 +2,7 @@
 
 mod cli;
 mod diff;
+mod faults;
 mod leak;
 mod licenses;
 mod locate;
