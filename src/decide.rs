@@ -25,6 +25,9 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// All verdicts, in declaration order (for metrics label sets).
+    pub const ALL: [Verdict; 3] = [Verdict::Allow, Verdict::Deny, Verdict::NeedPreciseLocation];
+
     /// The wire name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -191,8 +194,20 @@ pub fn decide(
     territories: &[TerritoryId],
     now: DateTime<Utc>,
 ) -> Decision {
+    decide_deals(licenses, licenses.lookup(q.track), q, territories, now)
+}
+
+/// [`decide`] on what the licence map says about `q.track` (`deals`), looked up once by a
+/// caller that decides the same question in several places.
+fn decide_deals(
+    licenses: &LicenseMap,
+    deals: TrackDeals<'_>,
+    q: &Question<'_>,
+    territories: &[TerritoryId],
+    now: DateTime<Utc>,
+) -> Decision {
     let here = territories.first().copied();
-    let set = match licenses.lookup(q.track) {
+    let set = match deals {
         TrackDeals::UnknownTrack => return Decision::deny(Reason::UnknownTrack, here),
         TrackDeals::NoDealSet => return Decision::deny(Reason::NoDeal, here),
         TrackDeals::Found(set, _) => set,
@@ -364,6 +379,8 @@ fn circle(p: &GpsPoint, r_m: f64) -> impl Iterator<Item = GpsPoint> + '_ {
 struct Judged {
     decision: Decision,
     certain: bool,
+    /// The territories at the point judged (empty for countries).
+    center: Hits,
 }
 
 /// Territories at a point; a country from the same evidence fills in when the point is in no
@@ -383,6 +400,7 @@ fn hits_at(s: &Snapshot, p: &GpsPoint, fallback_country: Option<TerritoryId>) ->
 /// are ignored: nobody is placed there by an accuracy circle.
 fn judge_point(
     s: &Snapshot,
+    deals: TrackDeals<'_>,
     q: &Question<'_>,
     now: DateTime<Utc>,
     p: &GpsPoint,
@@ -390,7 +408,7 @@ fn judge_point(
     fallback: Option<TerritoryId>,
 ) -> Judged {
     let center = hits_at(s, p, fallback);
-    let decision = decide(&s.licenses, q, &center, now);
+    let decision = decide_deals(&s.licenses, deals, q, &center, now);
     let mut certain = true;
     if radius_m > 0.0 {
         let mut seen: SmallVec<[Hits; 4]> = SmallVec::new();
@@ -399,30 +417,42 @@ fn judge_point(
             if hits.is_empty() || hits == center || seen.contains(&hits) {
                 continue;
             }
-            if decide(&s.licenses, q, &hits, now).verdict != decision.verdict {
+            if decide_deals(&s.licenses, deals, q, &hits, now).verdict != decision.verdict {
                 certain = false;
                 break;
             }
             seen.push(hits);
         }
     }
-    Judged { decision, certain }
+    Judged {
+        decision,
+        certain,
+        center,
+    }
 }
 
 fn judge_countries(
     s: &Snapshot,
+    deals: TrackDeals<'_>,
     q: &Question<'_>,
     now: DateTime<Utc>,
     countries: &[TerritoryId],
 ) -> Option<Judged> {
-    let first = decide(&s.licenses, q, &countries[..1.min(countries.len())], now);
+    let first = decide_deals(
+        &s.licenses,
+        deals,
+        q,
+        &countries[..1.min(countries.len())],
+        now,
+    );
     if countries.is_empty() {
         return None;
     }
-    let same = countries[1..]
-        .iter()
-        .all(|c| decide(&s.licenses, q, std::slice::from_ref(c), now).verdict == first.verdict);
+    let same = countries[1..].iter().all(|c| {
+        decide_deals(&s.licenses, deals, q, std::slice::from_ref(c), now).verdict == first.verdict
+    });
     Some(Judged {
+        center: Hits::new(),
         decision: if countries.len() == 1 {
             first
         } else {
@@ -435,16 +465,23 @@ fn judge_countries(
     })
 }
 
-fn judge_ip(s: &Snapshot, q: &Question<'_>, now: DateTime<Utc>, ip: &IpEvidence) -> Option<Judged> {
+fn judge_ip(
+    s: &Snapshot,
+    deals: TrackDeals<'_>,
+    q: &Question<'_>,
+    now: DateTime<Utc>,
+    ip: &IpEvidence,
+) -> Option<Judged> {
     match (ip.point, ip.country) {
-        (Some((p, r)), c) => Some(judge_point(s, q, now, &p, r, c)),
-        (None, Some(c)) => judge_countries(s, q, now, &[c]),
+        (Some((p, r)), c) => Some(judge_point(s, deals, q, now, &p, r, c)),
+        (None, Some(c)) => judge_countries(s, deals, q, now, &[c]),
         (None, None) => None,
     }
 }
 
 fn judge_cell(
     s: &Snapshot,
+    deals: TrackDeals<'_>,
     q: &Question<'_>,
     now: DateTime<Utc>,
     cell: &CellEvidence,
@@ -452,18 +489,20 @@ fn judge_cell(
     match cell.fix {
         Some(f) => {
             let fallback = (cell.countries.len() == 1).then(|| cell.countries[0]);
-            Some(judge_point(s, q, now, &f.point, f.range_m, fallback))
+            Some(judge_point(s, deals, q, now, &f.point, f.range_m, fallback))
         }
-        None => judge_countries(s, q, now, &cell.countries),
+        None => judge_countries(s, deals, q, now, &cell.countries),
     }
 }
 
 /// Whether a hint (a point, or countries) is plausible against the IP evidence.
+/// `at_point`: the territories at `point`, when the caller has them already.
 fn plausible(
     s: &Snapshot,
     policy: &Policy,
     ip: Option<&IpEvidence>,
     point: Option<&GpsPoint>,
+    at_point: Option<&Hits>,
     countries: &[TerritoryId],
 ) -> bool {
     let Some(ip) = ip else { return true };
@@ -476,8 +515,10 @@ fn plausible(
             return true;
         }
         if let Some(p) = point {
-            let near = std::iter::once(*p)
-                .chain(circle(p, policy.plausible_km * 1000.0))
+            let near = at_point.map_or_else(
+                || s.index.locate(p.lon_lat()).contains(&c),
+                |hits| hits.contains(&c),
+            ) || circle(p, policy.plausible_km * 1000.0)
                 .chain(circle(p, policy.plausible_km * 500.0))
                 .any(|x| s.index.locate(x.lon_lat()).contains(&c));
             if near {
@@ -526,7 +567,9 @@ pub fn decide_with_evidence(
     ev: &Evidence,
     now: DateTime<Utc>,
 ) -> Decision {
-    let placeless = decide(&s.licenses, q, &[], now);
+    // The track is looked up once; every decision below reuses the answer.
+    let deals = s.licenses.lookup(q.track);
+    let placeless = decide_deals(&s.licenses, deals, q, &[], now);
     if matches!(
         placeless.reason,
         Reason::UnknownTrack | Reason::NoDeal | Reason::TakenDown
@@ -544,7 +587,7 @@ pub fn decide_with_evidence(
     } else {
         ev.cell.as_ref()
     };
-    let judge_gps = |g: &GpsHint| judge_point(s, q, now, &g.point, 0.0, None);
+    let judge_gps = |g: &GpsHint| judge_point(s, deals, q, now, &g.point, 0.0, None);
 
     if let Some(i) = ip.filter(|i| i.flags.any()) {
         return match (policy.on_anonymizer, gps) {
@@ -560,13 +603,15 @@ pub fn decide_with_evidence(
         };
     }
 
-    let jip = ip.and_then(|i| judge_ip(s, q, now, i));
+    // Judged when needed: a plausible, certain hint decides under `precise_first` without it
+    // (with a City database the IP point's accuracy circle costs dozens of lookups).
+    let jip = || ip.and_then(|i| judge_ip(s, deals, q, now, i));
     let jgps = gps.map(judge_gps);
-    let jcell = cell.and_then(|c| judge_cell(s, q, now, c));
+    let jcell = cell.and_then(|c| judge_cell(s, deals, q, now, c));
     let ip_territory = ip.and_then(|i| i.country);
 
     match policy.kind {
-        PolicyKind::IpOnly => match jip {
+        PolicyKind::IpOnly => match jip() {
             None => unknown(policy),
             Some(j) if !j.certain => need(Reason::AmbiguousLocation, Source::Ip, ip_territory),
             Some(j) => j.decision.from_source(Source::Ip),
@@ -575,7 +620,7 @@ pub fn decide_with_evidence(
             let all: Vec<(Source, Judged)> = [
                 (Source::Gps, jgps),
                 (Source::Cell, jcell),
-                (Source::Ip, jip),
+                (Source::Ip, jip()),
             ]
             .into_iter()
             .filter_map(|(src, j)| j.map(|j| (src, j)))
@@ -595,12 +640,19 @@ pub fn decide_with_evidence(
         }
         PolicyKind::PreciseFirst => {
             let mut ambiguous_hint = None;
+            // The GPS point was just placed by `judge_gps` (no fallback country): reuse it.
+            let gps_plausible = gps.is_some_and(|g| {
+                plausible(
+                    s,
+                    policy,
+                    ip,
+                    Some(&g.point),
+                    jgps.as_ref().map(|j| &j.center),
+                    &[],
+                )
+            });
             let hints = [
-                (
-                    Source::Gps,
-                    jgps,
-                    gps.is_some_and(|g| plausible(s, policy, ip, Some(&g.point), &[])),
-                ),
+                (Source::Gps, jgps, gps_plausible),
                 (
                     Source::Cell,
                     jcell,
@@ -610,6 +662,7 @@ pub fn decide_with_evidence(
                             policy,
                             ip,
                             c.fix.as_ref().map(|f| &f.point),
+                            None,
                             &c.countries,
                         )
                     }),
@@ -634,7 +687,7 @@ pub fn decide_with_evidence(
                 }
                 ambiguous_hint.get_or_insert(src);
             }
-            match (jip, ambiguous_hint) {
+            match (jip(), ambiguous_hint) {
                 (Some(j), _) if j.certain => j.decision.from_source(Source::Ip),
                 (Some(_), _) => need(Reason::AmbiguousLocation, Source::Ip, ip_territory),
                 (None, Some(src)) => need(Reason::AmbiguousLocation, src, None),
@@ -691,7 +744,7 @@ pub fn resolve_territory(
     let hints_count = policy.kind != PolicyKind::IpOnly;
     let country_at = |p: &GpsPoint| s.territories.country_of(&s.index.locate(p.lon_lat()));
     if let Some(g) = ev.gps.as_ref().filter(|_| hints_count)
-        && plausible(s, policy, ip, Some(&g.point), &[])
+        && plausible(s, policy, ip, Some(&g.point), None, &[])
         && let Some(c) = country_at(&g.point)
     {
         return (Some(c), Source::Gps, Basis::GpsPoint);
@@ -702,6 +755,7 @@ pub fn resolve_territory(
             policy,
             ip,
             c.fix.as_ref().map(|f| &f.point),
+            None,
             &c.countries,
         )
     {

@@ -13,12 +13,18 @@
 #   regiongate-gps   the same with a fresh Geo-Hint on every request (point-in-polygon lookup)
 #   regiongate-log   regiongate, address only, with its default decision log (RUST_LOG=info,
 #                    one line per request, to a file)
-# then prints requests/s, latency percentiles and the ratios to nginx.
+# then prints requests/s, latency percentiles, the ratios to nginx, and the CPU time per request
+# of the server (all its processes or threads) and of wrk.
 #
 # Settings (environment): THREADS=2 CONNS=64 DURATION=15s WARMUP=3s ROUNDS=1 (ROUNDS>1 runs
-# the whole sequence again and reports the median), PIN=0 (1: servers on CPU 0 with one worker,
-# wrk on CPU 1 with one thread), NGINX_PORT=18280 RG_PORT=18180 RG_ADMIN_PORT=18190,
+# the whole sequence again and reports the median), PIN=0 (1: servers on CPU 0 with one worker
+# each: one nginx worker process, one regiongate public thread via TOKIO_WORKER_THREADS=1; wrk
+# on CPU 1 with one thread), NGINX_PORT=18280 RG_PORT=18180 RG_ADMIN_PORT=18190,
 # KEEP=0 (1: keep the work directory with the raw wrk outputs and logs).
+#
+# Without PIN both servers get the same two cores and one worker per core: nginx
+# `worker_processes auto` (2 processes), regiongate one public thread per core (2; see
+# `public_threads` in src/main.rs). wrk's two threads share those cores with them.
 #
 # Needs: cargo, nginx with libnginx-mod-http-geoip2, wrk, curl, python3
 # (Debian: apt-get install -y nginx libnginx-mod-http-geoip2 wrk curl).
@@ -54,6 +60,7 @@ NGINX=$(command -v nginx || true)
 for t in wrk curl python3 cargo; do
     command -v "$t" >/dev/null || die "$t not found"
 done
+
 [ -s "$IPS" ] || die "$IPS missing (benches/load/make_ips.py writes it)"
 
 if [ "$PIN" = 1 ]; then
@@ -145,14 +152,47 @@ wait_http "http://127.0.0.1:$NGINX_PORT/v1/authz" nginx
 echo "== same answers? ($(wc -l <"$IPS") addresses, each to both gates; regiongate also with Geo-Hint)"
 python3 "$HERE/verify.py" "$IPS" "$NGINX_PORT" "$RG_PORT"
 
+cpu_ticks() {
+    # $@: pids; their CPU time (user + system, all threads) in clock ticks.
+    local t=0 p f
+    for p in "$@"; do
+        [ -r "/proc/$p/stat" ] || continue
+        # After "pid (comm) " the fields start at the 3rd: utime is the 14th, stime the 15th.
+        read -r -a f <<<"$(sed 's/^.*) //' "/proc/$p/stat")"
+        t=$((t + f[11] + f[12]))
+    done
+    echo "$t"
+}
+
+server_pids() {
+    # $1: nginx or regiongate: the processes whose CPU time is the server's.
+    if [ "$1" = nginx ]; then
+        echo "$NGINX_PID" $(pgrep -P "$NGINX_PID" || true)
+    else
+        echo "$RG_PID"
+    fi
+}
+
 load() {
-    # $1: name, $2: URL, $3: "" or gps
+    # $1: name, $2: URL, $3: "" or gps, $4: round
     local name=$1 url=$2 mode=$3 round=$4
     local args=(-t"$THREADS" -c"$CONNS" -s "$HERE/authz.lua")
+    local server=regiongate
+    [ "$name" = nginx-geoip2 ] && server=nginx
     timeout 120 "${WRK_CPU[@]}" wrk "${args[@]}" -d"$WARMUP" "$url" -- "$IPS" $mode >/dev/null
     echo "-- $name (round $round): load before: $(cut -d' ' -f1-3 /proc/loadavg)"
-    timeout 300 "${WRK_CPU[@]}" wrk "${args[@]}" -d"$DURATION" --latency --timeout 2s \
+    # CPU time of the server and of wrk during the run, for CPU per request (less sensitive
+    # to other work on the machine than requests per second).
+    local pids before after
+    pids=$(server_pids "$server")
+    before=$(cpu_ticks $pids)
+    # GNU time gives wrk's own CPU time (Debian: apt-get install -y time); without it, none.
+    local timer=()
+    [ -x /usr/bin/time ] && timer=(/usr/bin/time -o "$WORK/$name.$round.wrktime" -f '%U %S')
+    timeout 300 "${WRK_CPU[@]}" "${timer[@]}" wrk "${args[@]}" -d"$DURATION" --latency --timeout 2s \
         "$url" -- "$IPS" $mode | tee "$WORK/$name.$round.txt"
+    after=$(cpu_ticks $pids)
+    echo "$((after - before)) $(getconf CLK_TCK)" >"$WORK/$name.$round.cpu"
 }
 
 NG_URL="http://127.0.0.1:$NGINX_PORT/v1/authz"
@@ -190,8 +230,20 @@ def parse(path):
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", t)
     total = int(re.search(r"(\d+) requests in", t).group(1))
     errors = re.search(r"Socket errors: (.*)", t)
+    # CPU microseconds per request: the server's (all its processes or threads) and wrk's.
+    try:
+        ticks, hz = open(path[:-4] + ".cpu").read().split()
+        server_us = int(ticks) / int(hz) * 1e6 / total
+    except (OSError, ValueError):
+        server_us = float("nan")
+    try:
+        u, s = open(path[:-4] + ".wrktime").read().split()[-2:]
+        wrk_us = (float(u) + float(s)) * 1e6 / total
+    except (OSError, ValueError):
+        wrk_us = float("nan")
     return {"rps": rps, "p50": pct["50"], "p90": pct["90"], "p99": pct["99"],
             "deny": int(non2xx.group(1)) / total if non2xx else 0.0,
+            "cpu": server_us, "wrkcpu": wrk_us,
             "errors": errors.group(1).strip() if errors else ""}
 
 names = ["nginx-geoip2", "regiongate-ip", "regiongate-gps", "regiongate-log"]
@@ -202,11 +254,22 @@ for n in names:
                   "; ".join(x[k] for x in runs if x[k])) for k in runs[0]}
 base = res["nginx-geoip2"]
 print(f"{'server':16} {'req/s':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'denied':>7}"
-      f" {'req/s vs nginx':>15} {'p50 vs nginx':>13} {'p99 vs nginx':>13}")
+      f" {'req/s vs nginx':>15} {'p50 vs nginx':>13} {'p99 vs nginx':>13}"
+      f" {'server CPU us/req':>18} {'wrk CPU us/req':>15}")
 for n in names:
     r = res[n]
     print(f"{n:16} {r['rps']:9.0f} {r['p50']:8.3f} {r['p90']:8.3f} {r['p99']:8.3f} {r['deny']:7.1%}"
           f" {r['rps'] / base['rps']:15.2f} {r['p50'] / base['p50']:13.2f} {r['p99'] / base['p99']:13.2f}"
+          f" {r['cpu']:18.1f} {r['wrkcpu']:15.1f}"
           + (f"  socket errors: {r['errors']}" if r["errors"] else ""))
+# Ratios per round (each regiongate run against the nginx run of the same round): the spread
+# of the ratio says more than the spread of either figure under other load.
+if rounds > 1:
+    for n in names[1:]:
+        ratios = []
+        for r in range(1, rounds + 1):
+            a, b = parse(f"{work}/nginx-geoip2.{r}.txt"), parse(f"{work}/{n}.{r}.txt")
+            ratios.append(f"{b['rps'] / a['rps']:.2f}/{b['p99'] / a['p99']:.2f}")
+        print(f"  {n}: req/s and p99 vs nginx per round: {' '.join(ratios)}")
 EOF
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"

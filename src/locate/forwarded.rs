@@ -9,8 +9,12 @@
 
 use super::cidr::CidrSet;
 use crate::privacy::ClientIp;
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 use std::net::IpAddr;
+use std::ops::ControlFlow;
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const FORWARDED: HeaderName = http::header::FORWARDED;
 
 /// Which header carries the client chain behind trusted proxies.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -87,7 +91,7 @@ fn valid_port(p: Option<&str>) -> bool {
 /// The hops of all X-Forwarded-For lines, left to right.
 pub fn xff_chain(headers: &HeaderMap) -> Vec<Hop> {
     headers
-        .get_all("x-forwarded-for")
+        .get_all(X_FORWARDED_FOR)
         .iter()
         .flat_map(|v| {
             std::str::from_utf8(v.as_bytes()).map_or(vec![Hop::Opaque], |s| {
@@ -100,7 +104,7 @@ pub fn xff_chain(headers: &HeaderMap) -> Vec<Hop> {
 /// The `for=` hops of all Forwarded lines, left to right. An element without `for=` is opaque.
 pub fn forwarded_chain(headers: &HeaderMap) -> Vec<Hop> {
     let mut out = Vec::new();
-    for v in headers.get_all("forwarded") {
+    for v in headers.get_all(FORWARDED) {
         let Ok(s) = std::str::from_utf8(v.as_bytes()) else {
             out.push(Hop::Opaque);
             continue;
@@ -150,20 +154,37 @@ impl ClientAddressPolicy {
         {
             return Some(ClientIp::new(ip));
         }
-        let chain = match self.chain {
-            ChainHeader::XForwardedFor => xff_chain(headers),
-            ChainHeader::Forwarded => forwarded_chain(headers),
-        };
+        // Walk the chain from the right: the rightmost hop that is not a trusted proxy is the
+        // client; an opaque hop before it hides the client.
         let mut leftmost = peer;
-        for hop in chain.iter().rev() {
-            match *hop {
-                Hop::Addr(ip) if self.trusted_proxies.contains(ip) => leftmost = ip,
-                Hop::Addr(ip) => return Some(ClientIp::new(ip)),
-                Hop::Opaque => return None,
+        let mut step = |hop: Hop| match hop {
+            Hop::Addr(ip) if self.trusted_proxies.contains(ip) => {
+                leftmost = ip;
+                ControlFlow::Continue(())
             }
+            Hop::Addr(ip) => ControlFlow::Break(Some(ClientIp::new(ip))),
+            Hop::Opaque => ControlFlow::Break(None),
+        };
+        let found = match self.chain {
+            // The same hops as `xff_chain`, right to left, without collecting them.
+            ChainHeader::XForwardedFor => headers
+                .get_all(X_FORWARDED_FOR)
+                .iter()
+                .rev()
+                .try_for_each(|v| match std::str::from_utf8(v.as_bytes()) {
+                    Ok(s) => s.rsplit(',').map(parse_node).try_for_each(&mut step),
+                    Err(_) => step(Hop::Opaque),
+                }),
+            ChainHeader::Forwarded => forwarded_chain(headers)
+                .into_iter()
+                .rev()
+                .try_for_each(step),
+        };
+        match found {
+            ControlFlow::Break(client) => client,
+            // Every hop is a trusted proxy (or there is no header): the first one is the client.
+            ControlFlow::Continue(()) => Some(ClientIp::new(leftmost)),
         }
-        // Every hop is a trusted proxy (or there is no header): the first one is the client.
-        Some(ClientIp::new(leftmost))
     }
 }
 
@@ -264,6 +285,52 @@ mod tests {
             ),
             Some(ip("2001:db8::5"))
         );
+    }
+
+    #[test]
+    fn the_walk_agrees_with_the_chain() {
+        // `client` walks the header lines from the right without collecting them; it must pick
+        // what the rightmost-untrusted rule picks on `xff_chain`.
+        let p = policy(ChainHeader::XForwardedFor);
+        let cases: &[&[&str]] = &[
+            &["203.0.113.9"],
+            &["1.1.1.1, 203.0.113.9", "10.0.0.2"],
+            &["10.0.0.1", "203.0.113.9, 10.0.0.2"],
+            &["203.0.113.9,10.0.0.1", "10.0.0.2, 10.0.0.3"],
+            &["198.51.100.4", "unknown, 10.0.0.2"],
+            &["unknown", "198.51.100.4, 10.0.0.2"],
+            &["10.0.0.9", "10.0.0.8"],
+            &[" , 10.0.0.2"],
+            &[],
+        ];
+        for lines in cases {
+            let h: Vec<(&str, &str)> = lines.iter().map(|l| ("x-forwarded-for", *l)).collect();
+            let hm = headers(&h);
+            let mut expected = Some(ip("127.0.0.1"));
+            for hop in xff_chain(&hm).iter().rev() {
+                match *hop {
+                    Hop::Addr(a) if p.trusted_proxies.contains(a) => expected = Some(a),
+                    Hop::Addr(a) => {
+                        expected = Some(a);
+                        break;
+                    }
+                    Hop::Opaque => {
+                        expected = None;
+                        break;
+                    }
+                }
+            }
+            assert_eq!(client(&p, "127.0.0.1", &h), expected, "{lines:?}");
+        }
+        // A line that is not UTF-8 is one opaque hop.
+        let mut hm = HeaderMap::new();
+        hm.append(
+            "x-forwarded-for",
+            http::HeaderValue::from_bytes(b"203.0.113.9, \xff").expect("value"),
+        );
+        assert_eq!(p.client(ip("127.0.0.1"), &hm).map(|c| c.addr()), None);
+        hm.append("x-forwarded-for", "10.0.0.2".parse().expect("value"));
+        assert_eq!(p.client(ip("127.0.0.1"), &hm).map(|c| c.addr()), None);
     }
 
     #[test]

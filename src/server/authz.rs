@@ -18,13 +18,16 @@
 
 use super::metrics::Door;
 use super::route::match_routes;
-use super::{App, Body, full, json_response};
+use super::{App, Body, empty, full, json_response};
 use crate::config::Unmatched;
-use crate::decide::Verdict;
+use crate::decide::{Reason, Verdict};
 use crate::snapshot::Snapshot;
-use http::{HeaderValue, Method, Request, Response, StatusCode};
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use serde_json::json;
+use std::borrow::Cow;
 use std::net::SocketAddr;
 
 /// The decision header.
@@ -34,103 +37,255 @@ pub const TERRITORY_HEADER: &str = "x-regiongate-territory";
 /// The reason header.
 pub const REASON_HEADER: &str = "x-regiongate-reason";
 
-fn answer(
+// The same names as values that need no parsing when inserted (a `&str` name is parsed and
+// checked on every insert).
+const DECISION: HeaderName = HeaderName::from_static(DECISION_HEADER);
+const TERRITORY: HeaderName = HeaderName::from_static(TERRITORY_HEADER);
+const REASON: HeaderName = HeaderName::from_static(REASON_HEADER);
+
+// Header values known at compile time: a value made at run time from a `&str`, even a static
+// one, is checked byte by byte on every answer.
+const PRIVATE_NO_STORE: HeaderValue = HeaderValue::from_static("private, no-store");
+const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
+
+/// The reason header values of decisions, indexed by `Reason as usize` (checked in the tests
+/// against `Reason::as_str`).
+static REASON_VALUES: [HeaderValue; Reason::ALL.len()] = [
+    HeaderValue::from_static("licensed"),
+    HeaderValue::from_static("not_licensed_in_territory"),
+    HeaderValue::from_static("outside_validity_window"),
+    HeaderValue::from_static("use_not_licensed"),
+    HeaderValue::from_static("tier_not_licensed"),
+    HeaderValue::from_static("taken_down"),
+    HeaderValue::from_static("unknown_track"),
+    HeaderValue::from_static("no_deal"),
+    HeaderValue::from_static("no_territory"),
+    HeaderValue::from_static("location_unknown"),
+    HeaderValue::from_static("anonymizer"),
+    HeaderValue::from_static("location_conflict"),
+    HeaderValue::from_static("ambiguous_location"),
+];
+
+/// The decision header's value.
+fn decision_value(decision: &'static str) -> HeaderValue {
+    const ALLOW: HeaderValue = HeaderValue::from_static("allow");
+    const DENY: HeaderValue = HeaderValue::from_static("deny");
+    const NEED: HeaderValue = HeaderValue::from_static("need_precise_location");
+    const UNMATCHED: HeaderValue = HeaderValue::from_static("unmatched");
+    match decision {
+        "allow" => ALLOW,
+        "deny" => DENY,
+        "need_precise_location" => NEED,
+        _ => UNMATCHED,
+    }
+}
+
+/// The reason header's value for a reason that is not a decision's (or is).
+fn reason_value(reason: &'static str) -> Option<HeaderValue> {
+    const NOT_PLAYBACK: HeaderValue = HeaderValue::from_static("not_playback");
+    const NOT_A_TRACK_ROUTE: HeaderValue = HeaderValue::from_static("not_a_track_route");
+    const BAD_USE: HeaderValue = HeaderValue::from_static("bad_use");
+    const BAD_TIER: HeaderValue = HeaderValue::from_static("bad_tier");
+    match reason {
+        "not_playback" => Some(NOT_PLAYBACK),
+        "not_a_track_route" => Some(NOT_A_TRACK_ROUTE),
+        "bad_use" => Some(BAD_USE),
+        "bad_tier" => Some(BAD_TIER),
+        other => HeaderValue::from_str(other).ok(),
+    }
+}
+
+/// `AAABAC...ZZ`: every two-letter code, so that a country's territory header is a static
+/// value (no allocation per answer).
+static TWO_LETTER: [u8; 26 * 26 * 2] = {
+    let mut b = [0u8; 26 * 26 * 2];
+    let mut i = 0;
+    while i < 26 * 26 {
+        b[2 * i] = b'A' + (i / 26) as u8;
+        b[2 * i + 1] = b'A' + (i % 26) as u8;
+        i += 1;
+    }
+    b
+};
+
+/// The territory header value: static for the two-letter country codes, a copy for the ids
+/// of custom territories.
+fn territory_value(code: &str) -> Option<HeaderValue> {
+    match code.as_bytes() {
+        &[a @ b'A'..=b'Z', b @ b'A'..=b'Z'] => {
+            let i = 2 * (usize::from(a - b'A') * 26 + usize::from(b - b'A'));
+            HeaderValue::from_maybe_shared(Bytes::from_static(&TWO_LETTER[i..i + 2])).ok()
+        }
+        _ => HeaderValue::from_str(code).ok(),
+    }
+}
+
+/// The JSON body of a refusal, `{"decision":..,"reason":..,"territory":..}`, written directly:
+/// the same bytes as `serde_json` gives for that object (keys in this order, territory
+/// escaped the same way), without building a `Value`.
+fn refusal_body(decision: &'static str, reason: &'static str, territory: Option<&str>) -> String {
+    let mut b =
+        String::with_capacity(64 + decision.len() + reason.len() + territory.map_or(4, str::len));
+    b.push_str(r#"{"decision":""#);
+    b.push_str(decision);
+    b.push_str(r#"","reason":""#);
+    b.push_str(reason);
+    b.push_str(r#"","territory":"#);
+    match territory {
+        None => b.push_str("null"),
+        // serde_json escapes `"`, `\` and control characters only.
+        Some(t) if t.bytes().all(|c| c >= 0x20 && c != b'"' && c != b'\\') => {
+            b.push('"');
+            b.push_str(t);
+            b.push('"');
+        }
+        Some(t) => b.push_str(&serde_json::Value::from(t).to_string()),
+    }
+    b.push('}');
+    b
+}
+
+/// What an auth subrequest is answered: status, decision and reason headers, territory.
+struct Answer<'s> {
     status: StatusCode,
-    head: bool,
-    decision: &str,
-    reason: &str,
-    territory: Option<&str>,
-) -> Response<Body> {
-    let mut r = if status == StatusCode::OK || head {
-        let mut r = Response::new(full(""));
-        *r.status_mut() = status;
-        r
+    decision: &'static str,
+    reason: &'static str,
+    reason_value: Option<HeaderValue>,
+    territory: Option<&'s str>,
+}
+
+/// An answer that is not a decision's (not playback, not a track route, bad use or tier).
+fn answer<'s>(
+    status: StatusCode,
+    decision: &'static str,
+    reason: &'static str,
+    territory: Option<&'s str>,
+) -> Result<Answer<'s>, Response<Body>> {
+    Ok(Answer {
+        status,
+        decision,
+        reason,
+        reason_value: reason_value(reason),
+        territory,
+    })
+}
+
+/// The answer to a decision.
+fn decided<'s>(
+    status: StatusCode,
+    decision: &'static str,
+    reason: Reason,
+    territory: Option<&'s str>,
+) -> Result<Answer<'s>, Response<Body>> {
+    Ok(Answer {
+        status,
+        decision,
+        reason: reason.as_str(),
+        reason_value: REASON_VALUES.get(reason as usize).cloned(),
+        territory,
+    })
+}
+
+/// The response to an answer, in `headers`: the request's own header map, emptied. hyper
+/// hands the map of each response back for parsing the next request on the connection, so
+/// reusing the request's map for the response allocates no map per request.
+fn respond(a: Answer<'_>, head: bool, mut headers: HeaderMap) -> Response<Body> {
+    headers.clear();
+    let mut r = if a.status == StatusCode::OK || head {
+        Response::new(empty())
     } else {
-        json_response(
-            status,
-            &json!({"decision": decision, "reason": reason, "territory": territory}),
-        )
+        headers.insert(header::CONTENT_TYPE, APPLICATION_JSON);
+        Response::new(full(refusal_body(a.decision, a.reason, a.territory)))
     };
+    *r.status_mut() = a.status;
+    *r.headers_mut() = headers;
     let h = r.headers_mut();
-    h.insert(
-        DECISION_HEADER,
-        HeaderValue::from_static(match decision {
-            "allow" => "allow",
-            "deny" => "deny",
-            "need_precise_location" => "need_precise_location",
-            _ => "unmatched",
-        }),
-    );
-    if let Ok(v) = HeaderValue::from_str(reason) {
-        h.insert(REASON_HEADER, v);
+    h.insert(DECISION, decision_value(a.decision));
+    if let Some(v) = a.reason_value {
+        h.insert(REASON, v);
     }
-    if let Some(t) = territory.and_then(|t| HeaderValue::from_str(t).ok()) {
-        h.insert(TERRITORY_HEADER, t);
+    if let Some(t) = a.territory.and_then(territory_value) {
+        h.insert(TERRITORY, t);
     }
-    h.insert(
-        http::header::CACHE_CONTROL,
-        HeaderValue::from_static("private, no-store"),
-    );
+    h.insert(header::CACHE_CONTROL, PRIVATE_NO_STORE);
     r
 }
 
-/// Handles an auth subrequest.
+/// Handles an auth subrequest, deciding at time `now`.
 pub fn handle(
     app: &App,
     snap: &Snapshot,
     peer: SocketAddr,
-    req: &Request<Incoming>,
+    req: Request<Incoming>,
+    now: DateTime<Utc>,
 ) -> Response<Body> {
+    let head = req.method() == Method::HEAD;
+    match judge(app, snap, peer, &req, now) {
+        Ok(a) => respond(a, head, req.into_parts().0.headers),
+        Err(r) => r,
+    }
+}
+
+/// The answer to an auth subrequest, or the error response for a malformed one.
+fn judge<'s>(
+    app: &App,
+    snap: &'s Snapshot,
+    peer: SocketAddr,
+    req: &Request<Incoming>,
+    now: DateTime<Utc>,
+) -> Result<Answer<'s>, Response<Body>> {
     let head = req.method() == Method::HEAD;
     // nginx always sends GET; Envoy sends the listener's own method, judged below.
     let prefix_style = req.uri().path() != app.config.authz.path_prefix;
     if req.method() != Method::GET && !head && !prefix_style {
-        return json_response(
+        return Err(json_response(
             StatusCode::METHOD_NOT_ALLOWED,
             &json!({"error": "auth subrequests use GET or HEAD"}),
-        );
+        ));
     }
     let cfg = &app.config.authz;
     let prefix = &cfg.path_prefix;
     let path = req.uri().path();
     // nginx: the original URI in a header; Envoy: the original path after the prefix.
-    let original: String = if path == prefix {
+    let original: Cow<'_, str> = if path == prefix {
         match req
             .headers()
             .get(&cfg.original_uri_header)
             .and_then(|v| v.to_str().ok())
         {
-            Some(u) => u.to_owned(),
+            Some(u) => Cow::Borrowed(u),
             None => {
-                return json_response(
+                return Err(json_response(
                     StatusCode::BAD_REQUEST,
                     &json!({"error": "missing original URI header", "field": cfg.original_uri_header.as_str()}),
-                );
+                ));
             }
         }
     } else {
         let rest = &path[prefix.len()..];
         match req.uri().query() {
-            Some(q) => format!("{rest}?{q}"),
-            None => rest.to_owned(),
+            Some(q) => Cow::Owned(format!("{rest}?{q}")),
+            None => Cow::Borrowed(rest),
         }
     };
     // The query is the listener's: it never sets use or tier (see cdn_use_tier).
-    let opath = original
-        .split_once('?')
-        .map_or(original.as_str(), |(p, _)| p);
+    let opath = original.split_once('?').map_or(&*original, |(p, _)| p);
     // The original method (nginx passes it in a header; Envoy sends it as the subrequest's):
-    // a CORS preflight carries no media and passes; only GET and HEAD are playback.
-    let method = req
+    // a CORS preflight carries no media and passes; only GET and HEAD are playback. The
+    // header's value is compared without regard to case, the request's method exactly.
+    let method_header = req
         .headers()
         .get(&cfg.original_method_header)
-        .and_then(|v| v.to_str().ok())
-        .map_or_else(|| req.method().as_str().to_owned(), str::to_ascii_uppercase);
-    if method == "OPTIONS" {
-        return answer(StatusCode::OK, head, "unmatched", "not_playback", None);
+        .and_then(|v| v.to_str().ok());
+    let method_is = |m: &str| match method_header {
+        Some(h) => h.eq_ignore_ascii_case(m),
+        None => req.method().as_str() == m,
+    };
+    if method_is("OPTIONS") {
+        return answer(StatusCode::OK, "unmatched", "not_playback", None);
     }
-    if method != "GET" && method != "HEAD" {
-        return answer(cfg.deny_status, head, "deny", "not_playback", None);
+    if !method_is("GET") && !method_is("HEAD") {
+        return answer(cfg.deny_status, "deny", "not_playback", None);
     }
     let Some(m) = match_routes(&app.config.routes, opath) else {
         app.metrics.decision(
@@ -149,26 +304,70 @@ pub fn handle(
             },
         );
         return match cfg.unmatched {
-            Unmatched::Allow => {
-                answer(StatusCode::OK, head, "unmatched", "not_a_track_route", None)
-            }
-            Unmatched::Deny => answer(cfg.deny_status, head, "deny", "not_a_track_route", None),
+            Unmatched::Allow => answer(StatusCode::OK, "unmatched", "not_a_track_route", None),
+            Unmatched::Deny => answer(cfg.deny_status, "deny", "not_a_track_route", None),
         };
     };
-    let d = match super::decide_cdn(app, snap, Door::Authz, peer, req.headers(), &m) {
+    let d = match super::decide_cdn_at(app, snap, Door::Authz, peer, req.headers(), &m, now) {
         Ok(d) => d,
-        Err(reason) => return answer(cfg.deny_status, head, "deny", reason, None),
+        Err(reason) => return answer(cfg.deny_status, "deny", reason, None),
     };
     let territory = d.territory.map(|t| snap.territories.code(t));
     match d.verdict {
-        Verdict::Allow => answer(StatusCode::OK, head, "allow", d.reason.as_str(), territory),
-        Verdict::Deny => answer(cfg.deny_status, head, "deny", d.reason.as_str(), territory),
-        Verdict::NeedPreciseLocation => answer(
+        Verdict::Allow => decided(StatusCode::OK, "allow", d.reason, territory),
+        Verdict::Deny => decided(cfg.deny_status, "deny", d.reason, territory),
+        Verdict::NeedPreciseLocation => decided(
             cfg.need_precise_status,
-            head,
             "need_precise_location",
-            d.reason.as_str(),
+            d.reason,
             territory,
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusal_body_is_what_serde_json_writes() {
+        for territory in [
+            None,
+            Some("DE"),
+            Some("LAKE_CONSTANCE"),
+            Some("a\"b\\c\u{1}d"),
+            Some("Zürich"),
+        ] {
+            assert_eq!(
+                refusal_body("deny", "not_licensed_in_territory", territory),
+                json!({"decision": "deny", "reason": "not_licensed_in_territory", "territory": territory})
+                    .to_string()
+            );
+        }
+    }
+
+    #[test]
+    fn reason_values_follow_the_reasons() {
+        for r in Reason::ALL {
+            assert_eq!(REASON_VALUES[r as usize], r.as_str());
+            assert_eq!(reason_value(r.as_str()).expect("value"), r.as_str());
+        }
+        for r in ["not_playback", "not_a_track_route", "bad_use", "bad_tier"] {
+            assert_eq!(reason_value(r).expect("value"), r);
+        }
+        for d in ["allow", "deny", "need_precise_location", "unmatched"] {
+            assert_eq!(decision_value(d), d);
+        }
+    }
+
+    #[test]
+    fn territory_values() {
+        for code in ["AA", "DE", "LI", "ZZ", "LAKE_CONSTANCE", "De", "D"] {
+            assert_eq!(
+                territory_value(code).as_ref().and_then(|v| v.to_str().ok()),
+                Some(code)
+            );
+        }
+        assert_eq!(territory_value("bad\nvalue"), None);
     }
 }

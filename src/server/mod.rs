@@ -5,8 +5,9 @@
 //! * Admin listener: [`admin`] (health, readiness, metrics, snapshot, reload).
 //!
 //! Every request loads the current [`Snapshot`] once and uses it to the end. No locks on the
-//! request path; a semaphore caps open connections; shutdown stops accepting and drains
-//! in-flight requests within a grace period.
+//! request path; a fixed number of connection slots caps open connections, and at the limit
+//! the oldest connection that has sent no request makes room ([`shed`]); shutdown stops
+//! accepting and drains in-flight requests within a grace period.
 
 pub mod admin;
 pub mod authz;
@@ -16,6 +17,7 @@ pub mod proxy;
 pub mod reload;
 pub mod report;
 pub mod route;
+pub mod shed;
 
 use crate::config::Config;
 use crate::decide::{Decision, Verdict, decide_with_evidence};
@@ -26,19 +28,19 @@ use crate::snapshot::Snapshot;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Empty, Full, combinators::BoxBody};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use metrics::{Door, Metrics};
 use serde_json::json;
+use std::cell::{Cell, RefCell};
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 
 /// The error type of response bodies (upstream bodies can fail mid-stream).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -47,6 +49,58 @@ pub type Body = BoxBody<Bytes, BoxError>;
 
 /// Header carrying the data version on every response.
 pub const VERSION_HEADER: &str = "x-regiongate-version";
+
+const VERSION: HeaderName = HeaderName::from_static(VERSION_HEADER);
+const GEO_HINT: HeaderName = HeaderName::from_static("geo-hint");
+const CELL_HINT: HeaderName = HeaderName::from_static("cell-hint");
+
+thread_local! {
+    /// The version header value of the snapshot this worker thread served last, with the
+    /// version it was made from: built once per snapshot and thread rather than per response
+    /// (a clone shares the bytes; one copy per thread keeps their reference count on a cache
+    /// line that thread owns).
+    static VERSION_VALUE: RefCell<Option<(String, HeaderValue)>> = const { RefCell::new(None) };
+}
+
+thread_local! {
+    /// A wall-clock reading and the monotonic instant it belongs to, renewed every second.
+    static WALL_BASE: Cell<Option<(Instant, DateTime<Utc>)>> = const { Cell::new(None) };
+}
+
+/// The wall-clock time at `at`, an instant the caller has just read: derived from this
+/// thread's last real reading of the wall clock, which is at most a second old (so a step of
+/// the system clock shows within a second). Every request reads the monotonic clock for its
+/// latency anyway; a clock read costs 100 to 200 ns on this kind of virtual machine.
+pub fn wall_clock(at: Instant) -> DateTime<Utc> {
+    WALL_BASE.with(|base| {
+        if let Some((then, wall)) = base.get()
+            && let Some(since) = at.checked_duration_since(then)
+            && since < std::time::Duration::from_secs(1)
+            && let Ok(since) = chrono::Duration::from_std(since)
+            && let Some(now) = wall.checked_add_signed(since)
+        {
+            return now;
+        }
+        let now = Utc::now();
+        base.set(Some((at, now)));
+        now
+    })
+}
+
+/// Sets the data version header of `snap` on a response.
+fn stamp_version(resp: &mut Response<Body>, snap: &Snapshot) {
+    let value = VERSION_VALUE.with_borrow_mut(|cached| match cached {
+        Some((v, value)) if *v == snap.version => Some(value.clone()),
+        _ => {
+            let value = HeaderValue::from_str(&snap.version).ok()?;
+            *cached = Some((snap.version.clone(), value.clone()));
+            Some(value)
+        }
+    });
+    if let Some(v) = value {
+        resp.headers_mut().insert(VERSION, v);
+    }
+}
 
 /// Everything the handlers share.
 pub struct App {
@@ -107,6 +161,11 @@ pub fn full(b: impl Into<Bytes>) -> Body {
         .boxed()
 }
 
+/// An empty body. Unlike `full("")` it allocates nothing (the boxed body is zero-sized).
+pub fn empty() -> Body {
+    Empty::new().map_err(|e: Infallible| match e {}).boxed()
+}
+
 /// A JSON response.
 pub fn json_response(status: StatusCode, v: &serde_json::Value) -> Response<Body> {
     let mut r = Response::new(full(v.to_string()));
@@ -132,26 +191,26 @@ pub fn header_hints(
     now: DateTime<Utc>,
     app: &App,
 ) -> Result<(Option<GpsHint>, Option<CellHint>), (String, HintError)> {
-    let one = |name: &str| -> Result<Option<&str>, (String, HintError)> {
+    let one = |name: &HeaderName| -> Result<Option<&str>, (String, HintError)> {
         let mut values = headers.get_all(name).iter();
         let Some(v) = values.next() else {
             return Ok(None);
         };
         if values.next().is_some() {
-            return Err((name.to_owned(), HintError::Repeated("header")));
+            return Err((name.as_str().to_owned(), HintError::Repeated("header")));
         }
         v.to_str()
             .map(Some)
-            .map_err(|_| (name.to_owned(), HintError::Syntax))
+            .map_err(|_| (name.as_str().to_owned(), HintError::Syntax))
     };
-    let gps = one("geo-hint")?
+    let gps = one(&GEO_HINT)?
         .map(|s| hints::parse_gps(s, now.timestamp(), &app.config.gps))
         .transpose()
-        .map_err(|e| ("geo-hint".to_owned(), e))?;
-    let cell = one("cell-hint")?
+        .map_err(|e| (GEO_HINT.as_str().to_owned(), e))?;
+    let cell = one(&CELL_HINT)?
         .map(hints::parse_cell)
         .transpose()
-        .map_err(|e| ("cell-hint".to_owned(), e))?;
+        .map_err(|e| (CELL_HINT.as_str().to_owned(), e))?;
     Ok((gps, cell))
 }
 
@@ -178,25 +237,24 @@ pub fn cdn_use_tier(
     app: &App,
     peer: SocketAddr,
     headers: &HeaderMap,
-    m: &route::RouteMatch,
+    m: &route::RouteMatch<'_>,
 ) -> Result<(crate::license::UseType, crate::license::Tier), &'static str> {
     let cfg = &app.config.authz;
-    let trusted = app.config.client.trusted_proxies.contains(peer.ip());
-    let header = |h: &http::HeaderName| {
-        trusted
-            .then(|| {
-                headers
-                    .get(h)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned)
-            })
-            .flatten()
+    // Only asked when the route lacks a capture (most routes lack both).
+    let trusted = (m.use_type.is_none() || m.tier.is_none())
+        && app.config.client.trusted_proxies.contains(peer.ip());
+    let header = |h: &HeaderName| {
+        if trusted {
+            headers.get(h).and_then(|v| v.to_str().ok())
+        } else {
+            None
+        }
     };
     let use_type = match m
         .use_type
-        .clone()
+        .as_deref()
         .or_else(|| header(&cfg.use_header))
-        .map(|u| u.parse())
+        .map(str::parse)
     {
         None => cfg.default_use,
         Some(Ok(u)) => u,
@@ -204,9 +262,9 @@ pub fn cdn_use_tier(
     };
     let tier = match m
         .tier
-        .clone()
+        .as_deref()
         .or_else(|| header(&cfg.tier_header))
-        .map(|t| t.parse())
+        .map(str::parse)
     {
         None => cfg.default_tier,
         Some(Ok(t)) => t,
@@ -227,14 +285,29 @@ pub fn decide_cdn(
     door: Door,
     peer: SocketAddr,
     headers: &HeaderMap,
-    m: &route::RouteMatch,
+    m: &route::RouteMatch<'_>,
+) -> Result<Decision, &'static str> {
+    decide_cdn_at(app, snap, door, peer, headers, m, Utc::now())
+}
+
+/// [`decide_cdn`] at the time `now`.
+///
+/// # Errors
+/// The reason to deny with, for a use or tier that does not parse.
+pub fn decide_cdn_at(
+    app: &App,
+    snap: &Snapshot,
+    door: Door,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    m: &route::RouteMatch<'_>,
+    now: DateTime<Utc>,
 ) -> Result<Decision, &'static str> {
     let (use_type, tier) = cdn_use_tier(app, peer, headers, m)?;
-    let now = Utc::now();
     let (gps, cell) = header_hints(headers, now, app).unwrap_or_default();
     let (ev, client) = evidence(app, snap, peer, headers, gps, cell.as_ref());
     let q = crate::decide::Question {
-        track: &m.track,
+        track: m.track.as_ref(),
         use_type,
         tier,
     };
@@ -260,12 +333,17 @@ pub fn decide_and_record(
     client: Option<&ClientIp>,
     now: DateTime<Utc>,
 ) -> Decision {
-    let started = Instant::now();
+    // The line's fields (and the clock reads for decide_us) only when it is written.
+    let log = tracing::enabled!(target: "regiongate::decision", tracing::Level::INFO);
+    let started = log.then(Instant::now);
     let d = decide_with_evidence(snap, &app.config.policy, q, ev, now);
     app.metrics.decision(door, &d);
     if let Some(r) = &app.report {
         r.count(snap, &d);
     }
+    let Some(started) = started else {
+        return d;
+    };
     let territory = d.territory.map(|t| snap.territories.code(t));
     let client_net = if app.config.log_client_ip {
         client.map(truncate_ip)
@@ -307,21 +385,76 @@ pub fn decision_json(
     })
 }
 
-async fn public(
+/// The future of a public request: answered at once (everything but the proxy and `POST
+/// /v1/playability`), or a boxed future for the two that wait on I/O.
+///
+/// hyper keeps the service's future in its connection state, so the immediate answers cost
+/// neither an allocation nor a reference count on the shared [`App`] (a counter both cores
+/// would bump on every request).
+enum PublicFuture {
+    Ready(std::future::Ready<Result<Response<Body>, Infallible>>),
+    Waiting(std::pin::Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>),
+}
+
+impl Future for PublicFuture {
+    type Output = Result<Response<Body>, Infallible>;
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        match self.get_mut() {
+            PublicFuture::Ready(r) => std::pin::Pin::new(r).poll(cx),
+            PublicFuture::Waiting(f) => f.as_mut().poll(cx),
+        }
+    }
+}
+
+/// The public listener's service.
+fn public(app: &Arc<App>, peer: SocketAddr, req: Request<Incoming>) -> PublicFuture {
+    let started = Instant::now();
+    let path = req.uri().path();
+    if app.upstream.is_some() && !is_api_path(app, path) {
+        return PublicFuture::Waiting(Box::pin(proxied(app.clone(), peer, req, started)));
+    }
+    if path == "/v1/playability" && !under_prefix(path, &app.config.authz.path_prefix) {
+        return PublicFuture::Waiting(Box::pin(preflight_post(app.clone(), peer, req, started)));
+    }
+    // Everything else answers without waiting on anything, so a request timeout could never
+    // fire (a tokio timeout only fires while its future is pending): no timer is set up. The
+    // snapshot guard is not a counted reference (no shared counter to bump per request).
+    let snap = app.snapshot.load();
+    let (door, resp) = route(app, &snap, peer, req, started);
+    PublicFuture::Ready(std::future::ready(Ok(finish(
+        app, &snap, door, started, resp,
+    ))))
+}
+
+async fn proxied(
     app: Arc<App>,
     peer: SocketAddr,
     req: Request<Incoming>,
+    started: Instant,
 ) -> Result<Response<Body>, Infallible> {
-    let started = Instant::now();
+    // The proxy applies its own upstream timeouts; body streaming is not cut short. The
+    // snapshot is held until the response head is there: a counted reference.
+    let snap = app.snapshot.load_full();
+    let (door, resp) = proxy::handle(&app, &snap, peer, req).await;
+    Ok(finish(&app, &snap, door, started, resp))
+}
+
+async fn preflight_post(
+    app: Arc<App>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+    started: Instant,
+) -> Result<Response<Body>, Infallible> {
+    // The one endpoint that waits for the client (the request body): bounded by the request
+    // timeout.
     let snap = app.snapshot.load_full();
     let limit = app.config.limits.request_timeout;
-    let is_proxy = app.upstream.is_some() && !is_api_path(&app, req.uri().path());
-    let (door, mut resp) = if is_proxy {
-        // The proxy applies its own upstream timeouts; body streaming is not cut short.
-        proxy::handle(&app, &snap, peer, req).await
-    } else {
-        match tokio::time::timeout(limit, route(&app, &snap, peer, req)).await {
-            Ok(r) => r,
+    let (door, resp) =
+        match tokio::time::timeout(limit, preflight::post(&app, &snap, peer, req)).await {
+            Ok(resp) => (Door::Preflight, resp),
             Err(_) => (
                 Door::Other,
                 json_response(
@@ -329,37 +462,48 @@ async fn public(
                     &json!({"error": "request timed out"}),
                 ),
             ),
-        }
-    };
-    if let Ok(v) = HeaderValue::from_str(&snap.version) {
-        resp.headers_mut().insert(VERSION_HEADER, v);
-    }
+        };
+    Ok(finish(&app, &snap, door, started, resp))
+}
+
+/// Stamps the data version on a response and records its handling time.
+fn finish(
+    app: &App,
+    snap: &Snapshot,
+    door: Door,
+    started: Instant,
+    mut resp: Response<Body>,
+) -> Response<Body> {
+    stamp_version(&mut resp, snap);
     app.metrics.latency(door, started.elapsed().as_secs_f64());
-    Ok(resp)
+    resp
 }
 
 fn is_api_path(app: &App, path: &str) -> bool {
-    path.starts_with("/v1/")
-        || path == app.config.authz.path_prefix
-        || path.starts_with(&format!("{}/", app.config.authz.path_prefix))
+    path.starts_with("/v1/") || under_prefix(path, &app.config.authz.path_prefix)
 }
 
-async fn route(
+/// `path` is `prefix` or below it (`prefix/...`).
+fn under_prefix(path: &str, prefix: &str) -> bool {
+    path.strip_prefix(prefix)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// The endpoints that answer at once (all but `POST /v1/playability` and the proxy).
+fn route(
     app: &App,
     snap: &Snapshot,
     peer: SocketAddr,
     req: Request<Incoming>,
+    started: Instant,
 ) -> (Door, Response<Body>) {
-    let path = req.uri().path().to_owned();
-    let prefix = &app.config.authz.path_prefix;
-    if path == *prefix || path.starts_with(&format!("{prefix}/")) {
-        return (Door::Authz, authz::handle(app, snap, peer, &req));
+    let path = req.uri().path();
+    if under_prefix(path, &app.config.authz.path_prefix) {
+        let now = wall_clock(started);
+        return (Door::Authz, authz::handle(app, snap, peer, req, now));
     }
     if path == "/v1/territory" {
         return (Door::Territory, preflight::territory(app, snap, peer, &req));
-    }
-    if path == "/v1/playability" {
-        return (Door::Preflight, preflight::post(app, snap, peer, req).await);
     }
     if let Some(track) = path
         .strip_prefix("/v1/tracks/")
@@ -376,31 +520,146 @@ async fn route(
     )
 }
 
+/// A public listening socket and the runtime that serves it (see [`run_sharded`]).
+pub struct PublicShard {
+    /// The bound, listening, non-blocking socket.
+    pub listener: std::net::TcpListener,
+    /// The runtime its accept loop and its connections run on.
+    pub runtime: tokio::runtime::Handle,
+}
+
 /// Serves the public and admin listeners until `shutdown` resolves, then stops accepting and
-/// gives in-flight requests the grace period to finish.
+/// gives in-flight requests the grace period to finish. Everything runs on the current
+/// runtime.
 ///
 /// # Errors
-/// Accept errors that are not per-connection.
+/// None at present: accept errors are per connection (logged, then retried).
 pub async fn run(
     app: Arc<App>,
     public_listener: TcpListener,
     admin_listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let permits = Arc::new(Semaphore::new(app.config.limits.max_connections));
-    // Never sent on; dropped when `run` returns, which closes the connections still open then
-    // (the grace period is over) instead of letting them outlive the server.
-    let (cut, _) = tokio::sync::watch::channel(());
+    serve(app, Public::Here(public_listener), admin_listener, shutdown).await
+}
+
+/// Like [`run`], with the public side split into shards: one listening socket per runtime
+/// (`SO_REUSEPORT` sockets on the same address, the kernel spreads connections over them),
+/// each serving its connections on its own runtime, typically a current-thread runtime on a
+/// thread of its own (one per core, the way nginx runs one worker process per core). The admin
+/// listener, the report task and the coordination run on the current runtime. The connection
+/// limit is shared by all shards.
+///
+/// # Errors
+/// A listener that cannot be registered with its runtime.
+pub async fn run_sharded(
+    app: Arc<App>,
+    shards: Vec<PublicShard>,
+    admin_listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    serve(app, Public::Shards(shards), admin_listener, shutdown).await
+}
+
+/// Binds `n` (at least one) listening sockets to `addr` with `SO_REUSEPORT`, for
+/// [`run_sharded`]. With port 0 the first socket picks the port and the others share it.
+/// Call inside a runtime; the sockets are returned detached from it.
+///
+/// # Errors
+/// If a socket cannot be created, bound or put into listening state.
+pub fn bind_shards(addr: SocketAddr, n: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
+    let mut addr = addr;
+    let mut out = Vec::with_capacity(n.max(1));
+    for _ in 0..n.max(1) {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        // As TcpListener::bind does; plus the port shared by the shards.
+        socket.set_reuseaddr(true)?;
+        socket.set_reuseport(true)?;
+        socket.bind(addr)?;
+        let listener = socket.listen(1024)?;
+        addr = listener.local_addr()?;
+        out.push(listener.into_std()?);
+    }
+    Ok(out)
+}
+
+enum Public {
+    Here(TcpListener),
+    Shards(Vec<PublicShard>),
+}
+
+async fn serve(
+    app: Arc<App>,
+    public: Public,
+    admin_listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    // [shed] A connection has a tenth of the header-read timeout to send its request before
+    // it can be shed to make room at the limit (shed.rs).
+    let permits = Arc::new(shed::Slots::new(
+        app.config.limits.max_connections,
+        app.config.limits.header_read_timeout / 10,
+    ));
+    // `true` once shutdown begins: every accept loop stops accepting and drains its own
+    // connections within the grace period.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut loops = Vec::new();
+    match public {
+        Public::Here(listener) => loops.push(tokio::spawn(accept_loop(
+            app.clone(),
+            listener,
+            Some(permits.clone()),
+            stopped.clone(),
+        ))),
+        Public::Shards(shards) => {
+            for shard in shards {
+                // A tokio listener belongs to the runtime it is registered with: register it
+                // inside a task of that runtime.
+                let (app, permits, stopped) = (app.clone(), permits.clone(), stopped.clone());
+                let std_listener = shard.listener;
+                let (registered_tx, registered) = tokio::sync::oneshot::channel();
+                loops.push(shard.runtime.spawn(async move {
+                    match TcpListener::from_std(std_listener) {
+                        Ok(listener) => {
+                            let _ = registered_tx.send(Ok(()));
+                            accept_loop(app, listener, Some(permits), stopped).await
+                        }
+                        Err(e) => {
+                            let _ = registered_tx.send(Err(e));
+                            true
+                        }
+                    }
+                }));
+                let registered = match registered.await {
+                    Ok(r) => r,
+                    Err(e) => Err(std::io::Error::other(e)),
+                };
+                if let Err(e) = registered {
+                    let _ = stop.send(true);
+                    return Err(e);
+                }
+            }
+        }
+    }
+    loops.push(tokio::spawn(accept_loop(
+        app.clone(),
+        admin_listener,
+        None,
+        stopped.clone(),
+    )));
     if app.report.is_some() {
         let app2 = app.clone();
-        let mut stop = cut.subscribe();
+        let mut stopped = stopped.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(30));
             loop {
                 tokio::select! {
                     _ = tick.tick() => {}
-                    _ = stop.changed() => return,
+                    _ = stopped.wait_for(|s| *s) => return,
                 }
                 let snap = app2.snapshot.load_full();
                 let a = app2.clone();
@@ -409,71 +668,136 @@ pub async fn run(
             }
         });
     }
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => break,
-            accepted = accept(&public_listener, &permits) => {
-                let Some((stream, peer, permit)) = accepted else { continue };
-                let app2 = app.clone();
-                let conn = http1_builder(&app).serve_connection(TokioIo::new(stream), hyper::service::service_fn(move |req| public(app2.clone(), peer, req)));
-                let watched = graceful.watch(conn);
-                let gauge = app.metrics.open_connections.clone();
-                gauge.inc();
-                let mut cut = cut.subscribe();
-                tokio::spawn(async move {
-                    tokio::select! {
-                        _ = watched => {}
-                        _ = cut.changed() => {}
-                    }
-                    gauge.dec();
-                    drop(permit);
-                });
-            }
-            accepted = admin_listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
-                let app2 = app.clone();
-                let conn = http1_builder(&app).serve_connection(TokioIo::new(stream), hyper::service::service_fn(move |req| admin::handle(app2.clone(), req)));
-                let watched = graceful.watch(conn);
-                let mut cut = cut.subscribe();
-                tokio::spawn(async move {
-                    tokio::select! {
-                        _ = watched => {}
-                        _ = cut.changed() => {}
-                    }
-                });
-            }
-        }
-    }
-    drop(public_listener);
-    drop(admin_listener);
+    shutdown.await;
+    let _ = stop.send(true);
     tracing::info!(
         grace_ms = app.config.limits.grace_period.as_millis() as u64,
         "shutting down: draining connections"
     );
-    if tokio::time::timeout(app.config.limits.grace_period, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    let mut drained = true;
+    for l in loops {
+        drained &= l.await.unwrap_or(true);
+    }
+    if !drained {
         tracing::warn!("grace period over: closing the remaining connections");
     }
     Ok(())
 }
 
+/// Accepts on one listener (public with the connection `permits`, admin without) until
+/// `stopped`, then closes it and gives its connections the grace period. Whether they all
+/// finished in time; those still open when it returns are closed.
+async fn accept_loop(
+    app: Arc<App>,
+    listener: TcpListener,
+    permits: Option<Arc<shed::Slots>>,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) -> bool {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    // The connection tasks: aborted (their connections closed) when this returns, so that none
+    // outlives the server once the grace period is over. Finished ones are reaped as they end.
+    let mut connections = tokio::task::JoinSet::new();
+    let builder = http1_builder(&app);
+    // [shed] One accept in progress, kept across the loop's turns (reaping a finished
+    // connection must not cancel it): at the limit it holds an accepted connection while it
+    // waits for a slot, and dropping it would reset that connection.
+    let mut accepting = Box::pin(accept(&listener, permits.as_ref()));
+    loop {
+        let accepted = tokio::select! {
+            _ = stopped.wait_for(|s| *s) => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            accepted = &mut accepting => accepted,
+        };
+        accepting.set(accept(&listener, permits.as_ref()));
+        let Some((stream, peer, permit)) = accepted else {
+            continue;
+        };
+        let app2 = app.clone();
+        if let Some(admission) = permit {
+            // [shed] A connection that has started a request is never shed (shed.rs).
+            let started = admission.started();
+            let conn = builder.serve_connection(
+                TokioIo::new(stream),
+                hyper::service::service_fn(move |req| {
+                    started.mark();
+                    public(&app2, peer, req)
+                }),
+            );
+            let watched = graceful.watch(conn);
+            // Counted here and uncounted on drop, so an aborted connection counts down too.
+            let open = OpenConnection::new(&app.metrics.open_connections, admission);
+            connections.spawn(async move {
+                // [shed] Or closed unanswered to make room at the limit: it sent no request.
+                tokio::select! {
+                    _ = watched => {}
+                    _ = open.admission.shed() => {}
+                }
+                drop(open);
+            });
+        } else {
+            let conn = builder.serve_connection(
+                TokioIo::new(stream),
+                hyper::service::service_fn(move |req| admin::handle(app2.clone(), req)),
+            );
+            let watched = graceful.watch(conn);
+            connections.spawn(async move {
+                let _ = watched.await;
+            });
+        }
+    }
+    drop(accepting);
+    drop(listener);
+    let drained = tokio::time::timeout(app.config.limits.grace_period, graceful.shutdown())
+        .await
+        .is_ok();
+    connections.shutdown().await;
+    drained
+}
+
+/// An open public connection: in the gauge and holding a connection slot while it lives.
+struct OpenConnection {
+    gauge: prometheus::IntGauge,
+    admission: shed::Admission,
+}
+
+impl OpenConnection {
+    fn new(gauge: &prometheus::IntGauge, admission: shed::Admission) -> OpenConnection {
+        gauge.inc();
+        OpenConnection {
+            gauge: gauge.clone(),
+            admission,
+        }
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.gauge.dec();
+    }
+}
+
+/// Accepts one connection, then (public listener) gets it a slot: a free one, or one made by
+/// shedding the oldest connection that has sent no request (shed.rs). While it waits for a
+/// slot, further connections wait in the kernel backlog.
 async fn accept(
     listener: &TcpListener,
-    permits: &Arc<Semaphore>,
-) -> Option<(
-    tokio::net::TcpStream,
-    SocketAddr,
-    tokio::sync::OwnedSemaphorePermit,
-)> {
-    // Wait for a free slot before accepting: excess connections wait in the kernel backlog.
-    let permit = permits.clone().acquire_owned().await.ok()?;
+    permits: Option<&Arc<shed::Slots>>,
+) -> Option<(tokio::net::TcpStream, SocketAddr, Option<shed::Admission>)> {
     match listener.accept().await {
         Ok((s, peer)) => {
-            let _ = s.set_nodelay(true);
+            let permit = match permits {
+                Some(slots) => Some(slots.admit().await?),
+                None => None,
+            };
+            if permit.is_some() {
+                let _ = s.set_nodelay(true);
+            }
             Some((s, peer, permit))
+        }
+        Err(e) if permits.is_none() => {
+            // The admin listener: as before, no back-off.
+            tracing::debug!(error = %e, "admin accept failed");
+            None
         }
         Err(e) => {
             // Out of file descriptors and the like: back off briefly instead of spinning.
@@ -484,11 +808,48 @@ async fn accept(
     }
 }
 
+/// hyper's default header limit (`http1::Builder::max_headers`).
+const HYPER_MAX_HEADERS: usize = 100;
+
 fn http1_builder(app: &App) -> hyper::server::conn::http1::Builder {
     let mut b = hyper::server::conn::http1::Builder::new();
     b.timer(TokioTimer::new())
         .header_read_timeout(app.config.limits.header_read_timeout)
-        .max_headers(app.config.limits.max_headers)
         .keep_alive(true);
+    // hyper's own limit is 100 headers, kept in an array on the stack; setting any limit, even
+    // that one, makes it allocate (and initialise) the array on the heap for every request.
+    if app.config.limits.max_headers != HYPER_MAX_HEADERS {
+        b.max_headers(app.config.limits.max_headers);
+    }
     b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wall_clock_follows_the_system_clock() {
+        let slack = chrono::Duration::milliseconds(5);
+        // The first reading sets the base, the next ones are derived from it (0.4 s later)
+        // or renew it (0.8 s and more later).
+        for _ in 0..4 {
+            let before = Utc::now();
+            let w = wall_clock(Instant::now());
+            let after = Utc::now();
+            assert!(
+                w >= before - slack && w <= after + slack,
+                "{before} {w} {after}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(400));
+        }
+    }
+
+    #[test]
+    fn prefixes() {
+        assert!(under_prefix("/v1/authz", "/v1/authz"));
+        assert!(under_prefix("/v1/authz/audio/x", "/v1/authz"));
+        assert!(!under_prefix("/v1/authzx", "/v1/authz"));
+        assert!(!under_prefix("/v1/auth", "/v1/authz"));
+    }
 }

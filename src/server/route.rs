@@ -4,6 +4,7 @@
 //! `{use}`, `{tier}`, `{name}` (any other single segment, ignored), and a final `{*rest}` that
 //! matches the remaining segments (possibly none). Example: `/audio/{track}/{*rest}`.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
@@ -24,15 +25,15 @@ pub struct RoutePattern {
     text: String,
 }
 
-/// What a path matched.
+/// What a path matched. Captures borrow from the path unless they had escapes to decode.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RouteMatch {
+pub struct RouteMatch<'a> {
     /// The track id (percent-decoded).
-    pub track: String,
+    pub track: Cow<'a, str>,
     /// The use segment, if the pattern has one.
-    pub use_type: Option<String>,
+    pub use_type: Option<Cow<'a, str>>,
     /// The tier segment, if the pattern has one.
-    pub tier: Option<String>,
+    pub tier: Option<Cow<'a, str>>,
 }
 
 /// Longest pattern accepted.
@@ -106,33 +107,37 @@ pub fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// [`percent_decode`] that borrows a segment with no escapes (the usual track id).
+fn decode_segment(s: &str) -> Option<Cow<'_, str>> {
+    if s.contains('%') {
+        percent_decode(s).map(Cow::Owned)
+    } else {
+        Some(Cow::Borrowed(s))
+    }
+}
+
 impl RoutePattern {
     /// Matches a path (no query). Segments are compared before decoding, captures decoded.
-    pub fn matches(&self, path: &str) -> Option<RouteMatch> {
+    pub fn matches<'p>(&self, path: &'p str) -> Option<RouteMatch<'p>> {
         let body = path.strip_prefix('/')?;
-        let parts: Vec<&str> = if body.is_empty() {
-            Vec::new()
-        } else {
-            body.split('/').collect()
-        };
-        if parts.len() < self.segments.len() || (!self.rest && parts.len() != self.segments.len()) {
-            return None;
-        }
+        // "/" has no segments (split would give one empty one).
+        let mut parts = body.split('/').filter(|_| !body.is_empty());
         let mut m = RouteMatch {
-            track: String::new(),
+            track: Cow::Borrowed(""),
             use_type: None,
             tier: None,
         };
-        for (seg, part) in self.segments.iter().zip(&parts) {
+        for seg in &self.segments {
+            let part = parts.next()?;
             match seg {
                 Segment::Literal(l) if l == part => {}
                 Segment::Literal(_) => return None,
                 Segment::Track => {
-                    m.track = percent_decode(part)
+                    m.track = decode_segment(part)
                         .filter(|t| !t.is_empty() && t.len() <= 128 && !t.contains('/'))?
                 }
-                Segment::Use => m.use_type = Some(percent_decode(part)?),
-                Segment::Tier => m.tier = Some(percent_decode(part)?),
+                Segment::Use => m.use_type = Some(decode_segment(part)?),
+                Segment::Tier => m.tier = Some(decode_segment(part)?),
                 Segment::Any => {
                     if part.is_empty() {
                         return None;
@@ -140,12 +145,15 @@ impl RoutePattern {
                 }
             }
         }
+        if !self.rest && parts.next().is_some() {
+            return None;
+        }
         Some(m)
     }
 }
 
 /// The first pattern that matches a path.
-pub fn match_routes(routes: &[RoutePattern], path: &str) -> Option<RouteMatch> {
+pub fn match_routes<'p>(routes: &[RoutePattern], path: &'p str) -> Option<RouteMatch<'p>> {
     routes.iter().find_map(|r| r.matches(path))
 }
 
@@ -182,10 +190,24 @@ mod tests {
         let r = p("/{tier}/{use}/t/{track}");
         let m = r.matches("/premium/download/t/X1").expect("match");
         assert_eq!(
-            (m.track.as_str(), m.use_type.as_deref(), m.tier.as_deref()),
+            (m.track.as_ref(), m.use_type.as_deref(), m.tier.as_deref()),
             ("X1", Some("download"), Some("premium"))
         );
         assert!(r.matches("/premium/download/t/X1/more").is_none());
+        assert!(r.matches("/premium/download/t").is_none());
+        assert!(r.matches("/").is_none());
+        let m = r.matches("/pre%6Dium/download/t/X1").expect("match");
+        assert!(
+            matches!(m.track, Cow::Borrowed("X1")),
+            "no escapes: borrowed"
+        );
+        assert_eq!(m.tier.as_deref(), Some("premium"));
+        // {*rest} may match no segment or an empty one; "/" has no segment at all.
+        let r = p("/{track}/{*rest}");
+        assert_eq!(r.matches("/T1").map(|m| m.track), Some("T1".into()));
+        assert_eq!(r.matches("/T1/").map(|m| m.track), Some("T1".into()));
+        assert!(r.matches("/").is_none());
+        assert!(p("/{track}").matches("/T1/").is_none());
     }
 
     #[test]
