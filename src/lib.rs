@@ -18,7 +18,7 @@
 //!   problems are [`problem::Problem`]s naming the file, the feature or deal, and the reason.
 //! * [`privacy`] holds the redacted types raw location data lives in.
 
-#![deny(unsafe_code)] // reviewed exceptions: snapshot::map_file (memory-mapped databases), snapshot::release_freed_memory (malloc_trim)
+#![deny(unsafe_code)] // reviewed exceptions: snapshot::map_file (memory-mapped CSV files while a snapshot is built), snapshot::drop_pages (MADV_DONTNEED on read pages of such a mapping), snapshot::release_freed_memory (malloc_trim)
 
 pub mod config;
 pub mod decide;
