@@ -18,7 +18,7 @@
 //! problems; nothing half-loaded is ever returned, so a failed reload leaves the old snapshot
 //! serving.
 
-use crate::license::{LicenseMap, LicenseMapBuilder, bulk, toml_format};
+use crate::license::{self, LicenseMap, bulk};
 use crate::locate::cell::{CellDb, MccTable};
 use crate::locate::cidr::CidrSet;
 use crate::locate::ip::{IpDatabase, Layout};
@@ -875,49 +875,39 @@ fn load_licenses(
     groups: &Groups,
     problems: &mut Vec<Problem>,
 ) -> LicenseMap {
-    let resolver = toml_format::Resolver {
-        territories,
-        groups,
-    };
-    let mut b = LicenseMapBuilder::default();
-    b.reserve_tracks(track_hint);
-    let tomls: Vec<(&str, toml_format::RawLicenseFile)> = inputs
+    let tomls = inputs
         .iter()
         .filter(|i| i.path.starts_with("licenses/") && i.path.ends_with(".toml"))
         .filter_map(|i| {
             let t = text(i, problems)?;
-            match toml_format::parse(&i.path, &t) {
-                Ok(raw) => Some((i.path.as_str(), raw)),
-                Err(p) => {
-                    problems.push(p);
-                    None
-                }
-            }
+            license::parse_toml(&i.path, &t, problems)
         })
         .collect();
-    for (file, raw) in &tomls {
-        toml_format::add_deals(raw, file, &resolver, &mut b, problems);
-    }
-    for (file, raw) in &tomls {
-        toml_format::attach_sets(raw, file, &mut b, problems);
-    }
-    for i in inputs
-        .iter()
-        .filter(|i| i.path.starts_with("licenses/") && i.path.ends_with(".csv"))
-    {
-        match &i.data {
-            FileBytes::Mapped(m) => {
-                let reader = PagedReader {
-                    map: m,
-                    pos: 0,
-                    dropped: 0,
-                };
-                bulk::load_reader(&i.path, m.len(), reader, &mut b, problems);
+    license::build_map(
+        tomls,
+        territories,
+        groups,
+        track_hint,
+        problems,
+        |b, problems| {
+            for i in inputs
+                .iter()
+                .filter(|i| i.path.starts_with("licenses/") && i.path.ends_with(".csv"))
+            {
+                match &i.data {
+                    FileBytes::Mapped(m) => {
+                        let reader = PagedReader {
+                            map: m,
+                            pos: 0,
+                            dropped: 0,
+                        };
+                        bulk::load_reader(&i.path, m.len(), reader, b, problems);
+                    }
+                    other => bulk::load(&i.path, other, b, problems),
+                }
             }
-            other => bulk::load(&i.path, other, &mut b, problems),
-        }
-    }
-    b.finish()
+        },
+    )
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -412,42 +412,65 @@ pub fn load_files(
     groups: &crate::territory::Groups,
     problems: &mut Vec<Problem>,
 ) -> LicenseMap {
+    let tomls = files
+        .iter()
+        .filter(|(path, _)| path.starts_with("licenses/") && path.ends_with(".toml"))
+        .filter_map(|&(path, data)| match std::str::from_utf8(data) {
+            Ok(text) => parse_toml(path, text, problems),
+            Err(e) => {
+                problems.push(Problem::new(path, None, format!("not UTF-8: {e}")));
+                None
+            }
+        })
+        .collect();
+    build_map(tomls, territories, groups, 0, problems, |b, problems| {
+        for &(path, data) in files {
+            if path.starts_with("licenses/") && path.ends_with(".csv") {
+                bulk::load(path, data, b, problems);
+            }
+        }
+    })
+}
+
+/// Parses one licence TOML file; a problem is recorded and `None` returned if it is broken.
+pub(crate) fn parse_toml<'p>(
+    path: &'p str,
+    text: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<(&'p str, toml_format::RawLicenseFile)> {
+    match toml_format::parse(path, text) {
+        Ok(raw) => Some((path, raw)),
+        Err(p) => {
+            problems.push(p);
+            None
+        }
+    }
+}
+
+/// Builds the map in the one order that lets files refer to each other: every TOML file's
+/// deals, then their deal sets, then the bulk CSV files (`load_bulk`), with room made for
+/// about `track_hint` tracks first.
+pub(crate) fn build_map(
+    tomls: Vec<(&str, toml_format::RawLicenseFile)>,
+    territories: &crate::territory::Territories,
+    groups: &crate::territory::Groups,
+    track_hint: usize,
+    problems: &mut Vec<Problem>,
+    load_bulk: impl FnOnce(&mut LicenseMapBuilder, &mut Vec<Problem>),
+) -> LicenseMap {
     let resolver = toml_format::Resolver {
         territories,
         groups,
     };
     let mut b = LicenseMapBuilder::default();
-    let tomls: Vec<(&str, toml_format::RawLicenseFile)> = files
-        .iter()
-        .filter(|(path, _)| path.starts_with("licenses/") && path.ends_with(".toml"))
-        .filter_map(|&(path, data)| {
-            let text = match std::str::from_utf8(data) {
-                Ok(t) => t,
-                Err(e) => {
-                    problems.push(Problem::new(path, None, format!("not UTF-8: {e}")));
-                    return None;
-                }
-            };
-            match toml_format::parse(path, text) {
-                Ok(raw) => Some((path, raw)),
-                Err(p) => {
-                    problems.push(p);
-                    None
-                }
-            }
-        })
-        .collect();
+    b.reserve_tracks(track_hint);
     for (file, raw) in &tomls {
         toml_format::add_deals(raw, file, &resolver, &mut b, problems);
     }
     for (file, raw) in &tomls {
         toml_format::attach_sets(raw, file, &mut b, problems);
     }
-    for &(path, data) in files {
-        if path.starts_with("licenses/") && path.ends_with(".csv") {
-            bulk::load(path, data, &mut b, problems);
-        }
-    }
+    load_bulk(&mut b, problems);
     b.finish()
 }
 
