@@ -139,6 +139,7 @@ struct RawAuthz {
     deny_status: Option<u16>,
     need_precise_status: Option<u16>,
     unmatched: Option<Unmatched>,
+    fast_path: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -209,6 +210,9 @@ pub struct AuthzConfig {
     pub need_precise_status: http::StatusCode,
     /// Paths that match no route.
     pub unmatched: Unmatched,
+    /// Answer plain auth subrequests on the fast path (`server::fast`) instead of through
+    /// hyper; anything else on the connection is still served by hyper.
+    pub fast_path: bool,
 }
 
 /// The reverse-proxy front door.
@@ -562,6 +566,7 @@ impl Config {
             deny_status: status("authz.deny_status", a.deny_status, 403)?,
             need_precise_status: status("authz.need_precise_status", a.need_precise_status, 428)?,
             unmatched: a.unmatched.unwrap_or(Unmatched::Deny),
+            fast_path: a.fast_path.unwrap_or(true),
         };
         if !authz.path_prefix.starts_with('/') || authz.path_prefix.ends_with('/') {
             return Err(err(

@@ -23,6 +23,7 @@
 pub mod config;
 pub mod decide;
 pub mod diff;
+pub mod headers;
 pub mod license;
 pub mod locate;
 pub mod privacy;

@@ -8,8 +8,9 @@
 //! any of these headers: they are not even read.
 
 use super::cidr::CidrSet;
+use crate::headers::HeaderLines;
 use crate::privacy::ClientIp;
-use http::{HeaderMap, HeaderName};
+use http::HeaderName;
 use std::net::IpAddr;
 use std::ops::ControlFlow;
 
@@ -89,12 +90,11 @@ fn valid_port(p: Option<&str>) -> bool {
 }
 
 /// The hops of all X-Forwarded-For lines, left to right.
-pub fn xff_chain(headers: &HeaderMap) -> Vec<Hop> {
+pub fn xff_chain<H: HeaderLines + ?Sized>(headers: &H) -> Vec<Hop> {
     headers
-        .get_all(X_FORWARDED_FOR)
-        .iter()
+        .values_named(&X_FORWARDED_FOR)
         .flat_map(|v| {
-            std::str::from_utf8(v.as_bytes()).map_or(vec![Hop::Opaque], |s| {
+            std::str::from_utf8(v).map_or(vec![Hop::Opaque], |s| {
                 s.split(',').map(parse_node).collect()
             })
         })
@@ -102,10 +102,10 @@ pub fn xff_chain(headers: &HeaderMap) -> Vec<Hop> {
 }
 
 /// The `for=` hops of all Forwarded lines, left to right. An element without `for=` is opaque.
-pub fn forwarded_chain(headers: &HeaderMap) -> Vec<Hop> {
+pub fn forwarded_chain<H: HeaderLines + ?Sized>(headers: &H) -> Vec<Hop> {
     let mut out = Vec::new();
-    for v in headers.get_all(FORWARDED) {
-        let Ok(s) = std::str::from_utf8(v.as_bytes()) else {
+    for v in headers.values_named(&FORWARDED) {
+        let Ok(s) = std::str::from_utf8(v) else {
             out.push(Hop::Opaque);
             continue;
         };
@@ -143,13 +143,12 @@ fn split_outside_quotes(s: &str, sep: char) -> Vec<&str> {
 impl ClientAddressPolicy {
     /// The client address of a request from `peer`. `None` when the chain hides the client
     /// (an opaque hop before any untrusted address): then there is no IP evidence.
-    pub fn client(&self, peer: IpAddr, headers: &HeaderMap) -> Option<ClientIp> {
+    pub fn client<H: HeaderLines + ?Sized>(&self, peer: IpAddr, headers: &H) -> Option<ClientIp> {
         if !self.trusted_proxies.contains(peer) {
             return Some(ClientIp::new(peer));
         }
         if let Some(name) = &self.trusted_header
-            && let Some(v) = headers.get(name)
-            && let Ok(s) = v.to_str()
+            && let Some(s) = headers.first_str(name)
             && let Hop::Addr(ip) = parse_node(s)
         {
             return Some(ClientIp::new(ip));
@@ -168,10 +167,9 @@ impl ClientAddressPolicy {
         let found = match self.chain {
             // The same hops as `xff_chain`, right to left, without collecting them.
             ChainHeader::XForwardedFor => headers
-                .get_all(X_FORWARDED_FOR)
-                .iter()
+                .values_named(&X_FORWARDED_FOR)
                 .rev()
-                .try_for_each(|v| match std::str::from_utf8(v.as_bytes()) {
+                .try_for_each(|v| match std::str::from_utf8(v) {
                     Ok(s) => s.rsplit(',').map(parse_node).try_for_each(&mut step),
                     Err(_) => step(Hop::Opaque),
                 }),
@@ -191,6 +189,7 @@ impl ClientAddressPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderMap;
 
     fn ip(s: &str) -> IpAddr {
         s.parse().expect("ip")

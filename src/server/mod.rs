@@ -11,6 +11,7 @@
 
 pub mod admin;
 pub mod authz;
+mod fast;
 pub mod metrics;
 pub mod preflight;
 pub mod proxy;
@@ -21,6 +22,7 @@ pub mod shed;
 
 use crate::config::Config;
 use crate::decide::{Decision, Verdict, decide_with_evidence};
+use crate::headers::HeaderLines;
 use crate::locate::hints::{self, GpsHint, HintError};
 use crate::locate::{self, Evidence};
 use crate::privacy::{CellHint, ClientIp, truncate_ip};
@@ -87,17 +89,21 @@ pub fn wall_clock(at: Instant) -> DateTime<Utc> {
     })
 }
 
-/// Sets the data version header of `snap` on a response.
-fn stamp_version(resp: &mut Response<Body>, snap: &Snapshot) {
-    let value = VERSION_VALUE.with_borrow_mut(|cached| match cached {
+/// The data version header value of `snap` (made once per thread and version).
+fn version_value(snap: &Snapshot) -> Option<HeaderValue> {
+    VERSION_VALUE.with_borrow_mut(|cached| match cached {
         Some((v, value)) if *v == snap.version => Some(value.clone()),
         _ => {
             let value = HeaderValue::from_str(&snap.version).ok()?;
             *cached = Some((snap.version.clone(), value.clone()));
             Some(value)
         }
-    });
-    if let Some(v) = value {
+    })
+}
+
+/// Sets the data version header of `snap` on a response.
+fn stamp_version(resp: &mut Response<Body>, snap: &Snapshot) {
+    if let Some(v) = version_value(snap) {
         resp.headers_mut().insert(VERSION, v);
     }
 }
@@ -186,22 +192,22 @@ pub fn bad_request(field: &str, reason: &str) -> Response<Body> {
 }
 
 /// Reads the hint headers. A bad hint is an error naming the header and field.
-pub fn header_hints(
-    headers: &HeaderMap,
+pub fn header_hints<H: HeaderLines + ?Sized>(
+    headers: &H,
     now: DateTime<Utc>,
     app: &App,
 ) -> Result<(Option<GpsHint>, Option<CellHint>), (String, HintError)> {
     let one = |name: &HeaderName| -> Result<Option<&str>, (String, HintError)> {
-        let mut values = headers.get_all(name).iter();
+        let mut values = headers.values_named(name);
         let Some(v) = values.next() else {
             return Ok(None);
         };
         if values.next().is_some() {
             return Err((name.as_str().to_owned(), HintError::Repeated("header")));
         }
-        v.to_str()
+        crate::headers::visible_ascii(v)
             .map(Some)
-            .map_err(|_| (name.as_str().to_owned(), HintError::Syntax))
+            .ok_or_else(|| (name.as_str().to_owned(), HintError::Syntax))
     };
     let gps = one(&GEO_HINT)?
         .map(|s| hints::parse_gps(s, now.timestamp(), &app.config.gps))
@@ -215,11 +221,11 @@ pub fn header_hints(
 }
 
 /// The evidence of a request: the client address (trusted proxies applied) and the hints.
-pub fn evidence(
+pub fn evidence<H: HeaderLines + ?Sized>(
     app: &App,
     snap: &Snapshot,
     peer: SocketAddr,
-    headers: &HeaderMap,
+    headers: &H,
     gps: Option<GpsHint>,
     cell: Option<&CellHint>,
 ) -> (Evidence, Option<ClientIp>) {
@@ -233,10 +239,10 @@ pub fn evidence(
 ///
 /// # Errors
 /// The reason to deny with, for a value that does not parse.
-pub fn cdn_use_tier(
+pub fn cdn_use_tier<H: HeaderLines + ?Sized>(
     app: &App,
     peer: SocketAddr,
-    headers: &HeaderMap,
+    headers: &H,
     m: &route::RouteMatch<'_>,
 ) -> Result<(crate::license::UseType, crate::license::Tier), &'static str> {
     let cfg = &app.config.authz;
@@ -244,11 +250,7 @@ pub fn cdn_use_tier(
     let trusted = (m.use_type.is_none() || m.tier.is_none())
         && app.config.client.trusted_proxies.contains(peer.ip());
     let header = |h: &HeaderName| {
-        if trusted {
-            headers.get(h).and_then(|v| v.to_str().ok())
-        } else {
-            None
-        }
+        if trusted { headers.first_str(h) } else { None }
     };
     let use_type = match m
         .use_type
@@ -294,12 +296,12 @@ pub fn decide_cdn(
 ///
 /// # Errors
 /// The reason to deny with, for a use or tier that does not parse.
-pub fn decide_cdn_at(
+pub fn decide_cdn_at<H: HeaderLines + ?Sized>(
     app: &App,
     snap: &Snapshot,
     door: Door,
     peer: SocketAddr,
-    headers: &HeaderMap,
+    headers: &H,
     m: &route::RouteMatch<'_>,
     now: DateTime<Utc>,
 ) -> Result<Decision, &'static str> {
@@ -712,29 +714,26 @@ async fn accept_loop(
         let Some((stream, peer, permit)) = accepted else {
             continue;
         };
-        let app2 = app.clone();
         if let Some(admission) = permit {
             // [shed] A connection that has started a request is never shed (shed.rs).
             let started = admission.started();
-            let conn = builder.serve_connection(
-                TokioIo::new(stream),
-                hyper::service::service_fn(move |req| {
-                    started.mark();
-                    public(&app2, peer, req)
-                }),
-            );
-            let watched = graceful.watch(conn);
+            let hyper = fast::Hyper {
+                builder: builder.clone(),
+                watcher: graceful.watcher(),
+            };
+            let conn = fast::serve(app.clone(), stream, peer, started, hyper, stopped.clone());
             // Counted here and uncounted on drop, so an aborted connection counts down too.
             let open = OpenConnection::new(&app.metrics.open_connections, admission);
             connections.spawn(async move {
                 // [shed] Or closed unanswered to make room at the limit: it sent no request.
                 tokio::select! {
-                    _ = watched => {}
+                    _ = conn => {}
                     _ = open.admission.shed() => {}
                 }
                 drop(open);
             });
         } else {
+            let app2 = app.clone();
             let conn = builder.serve_connection(
                 TokioIo::new(stream),
                 hyper::service::service_fn(move |req| admin::handle(app2.clone(), req)),
@@ -747,9 +746,15 @@ async fn accept_loop(
     }
     drop(accepting);
     drop(listener);
-    let drained = tokio::time::timeout(app.config.limits.grace_period, graceful.shutdown())
-        .await
-        .is_ok();
+    // hyper's connections finish what is in flight and close when idle once signalled; the
+    // fast path's close when idle on `stopped`. All are waited for within the grace period.
+    let drained = tokio::time::timeout(app.config.limits.grace_period, async {
+        tokio::join!(graceful.shutdown(), async {
+            while connections.join_next().await.is_some() {}
+        })
+    })
+    .await
+    .is_ok();
     connections.shutdown().await;
     drained
 }

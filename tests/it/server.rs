@@ -65,11 +65,11 @@ deals = [{ id = "t1-fr", territories = ["FR"], start = "2020-01-01", uses = ["on
 "#;
 
 /// A City point deep inside DE (20 km circle).
-const IP_DE: &str = "81.0.0.7";
+pub(crate) const IP_DE: &str = "81.0.0.7";
 /// A City point near the DE/FR border whose 50 km circle reaches FR.
-const IP_BORDER: &str = "81.0.1.9";
+pub(crate) const IP_BORDER: &str = "81.0.1.9";
 /// A country-only FR record.
-const IP_FR: &str = "81.0.2.1";
+pub(crate) const IP_FR: &str = "81.0.2.1";
 
 const MCC: &[u8] = b"mcc,mnc,countries\n262,,DE\n208,,FR\n234,,GB;DE\n";
 
@@ -112,7 +112,7 @@ fn world_with(licenses: &str) -> Snapshot {
     .expect("valid small world")
 }
 
-fn world() -> Snapshot {
+pub(crate) fn world() -> Snapshot {
     world_with(LICENSES)
 }
 
@@ -130,7 +130,7 @@ max_body_bytes = 1024
 "#;
 
 /// A config: top-level keys, the shared tables, then more tables.
-fn config(top: &str, tables: &str) -> String {
+pub(crate) fn config(top: &str, tables: &str) -> String {
     format!("{top}\n{TRUSTING}\n{tables}")
 }
 
@@ -143,7 +143,7 @@ fn proxy_config(upstream: SocketAddr, tables: &str) -> String {
 }
 
 /// A fresh Geo-Hint header value.
-fn geo(lat: f64, lon: f64) -> String {
+pub(crate) fn geo(lat: f64, lon: f64) -> String {
     format!("gps={lat},{lon}; acc=25; ts={}", now_unix())
 }
 
