@@ -82,6 +82,37 @@ fn invalid(field: &'static str, reason: &'static str) -> HintError {
     HintError::Invalid { field, reason }
 }
 
+/// `s` without leading and trailing whitespace: what `str::trim` removes from ASCII text
+/// (tab, line feed, vertical tab, form feed, carriage return, space), without its Unicode
+/// tables.
+fn trim(s: &str) -> &str {
+    let ws = |b: &u8| matches!(b, b' ' | b'\t'..=b'\r');
+    let b = s.as_bytes();
+    let start = b.iter().position(|c| !ws(c)).unwrap_or(b.len());
+    let end = b.iter().rposition(|c| !ws(c)).map_or(start, |i| i + 1);
+    // Both ends sit next to ASCII bytes: character boundaries.
+    s.get(start..end).unwrap_or_default()
+}
+
+/// The pieces of `s` between `sep` bytes (an ASCII separator), as `str::split` gives them.
+fn pieces(s: &str, sep: u8) -> impl Iterator<Item = &str> {
+    let mut rest = Some(s);
+    std::iter::from_fn(move || {
+        let r = rest?;
+        match r.bytes().position(|b| b == sep) {
+            Some(i) => {
+                // An ASCII separator: both sides of it are character boundaries.
+                rest = r.get(i + 1..);
+                r.get(..i)
+            }
+            None => {
+                rest = None;
+                Some(r)
+            }
+        }
+    })
+}
+
 /// Splits `k=v; k=v` into pairs, checking size, syntax and repeats against `known` keys.
 fn params<'a, const N: usize>(
     s: &'a str,
@@ -95,13 +126,18 @@ fn params<'a, const N: usize>(
     }
     let mut out = [None; N];
     let mut count = 0;
-    for part in s.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+    // Byte by byte (the value is ASCII): `split` and `trim` on `str` search for characters
+    // and Unicode whitespace, several times the work for a hint on every request.
+    for part in pieces(s, b';').map(trim).filter(|p| !p.is_empty()) {
         count += 1;
         if count > MAX_HINT_PARAMS {
             return Err(HintError::TooLong);
         }
-        let (k, v) = part.split_once('=').ok_or(HintError::Syntax)?;
-        let (k, v) = (k.trim(), v.trim());
+        let eq = part
+            .bytes()
+            .position(|b| b == b'=')
+            .ok_or(HintError::Syntax)?;
+        let (k, v) = (trim(&part[..eq]), trim(&part[eq + 1..]));
         if k.is_empty() {
             return Err(HintError::Syntax);
         }
@@ -162,11 +198,13 @@ pub fn check_gps(
 pub fn parse_gps(s: &str, now_unix: i64, limits: &GpsLimits) -> Result<GpsHint, HintError> {
     let [gps, acc, ts] = params(s, ["gps", "acc", "ts"])?;
     let gps = gps.ok_or(HintError::Missing("gps"))?;
-    let (lat, lon) = gps
-        .split_once(',')
+    let comma = gps
+        .bytes()
+        .position(|b| b == b',')
         .ok_or(invalid("gps", "expected LAT,LON"))?;
+    let (lat, lon) = (&gps[..comma], &gps[comma + 1..]);
     let num = |v: &str| {
-        v.trim()
+        trim(v)
             .parse::<f64>()
             .map_err(|_| invalid("gps", "expected LAT,LON in degrees"))
     };
@@ -258,6 +296,34 @@ mod tests {
     use super::*;
 
     const NOW: i64 = 1_764_370_000;
+
+    /// `trim` and `pieces` are `str::trim` (on ASCII) and `str::split` on every string of three
+    /// characters from an alphabet of whitespace, separators and text (and a few longer ones).
+    #[test]
+    fn byte_helpers_agree_with_str() {
+        let alphabet = [
+            " ", "\t", "\n", "\u{b}", "\u{c}", "\r", ";", "=", "a", "\u{a0}", "\u{e9}",
+        ];
+        let mut strings = vec![String::new(), " gps=1,2 ; acc=3;;ts=4 ".to_owned()];
+        for a in alphabet {
+            for b in alphabet {
+                for c in alphabet {
+                    strings.push(format!("{a}{b}{c}"));
+                }
+            }
+        }
+        for s in &strings {
+            // `params` takes ASCII text only (Unicode whitespace such as U+00A0 stays).
+            if s.is_ascii() {
+                assert_eq!(trim(s), s.trim(), "{s:?}");
+            }
+            assert_eq!(
+                pieces(s, b';').collect::<Vec<_>>(),
+                s.split(';').collect::<Vec<_>>(),
+                "{s:?}"
+            );
+        }
+    }
 
     #[test]
     fn good_gps() {
