@@ -442,6 +442,11 @@ impl Served {
         let line = rx
             .recv_timeout(std::time::Duration::from_secs(60))
             .expect("regiongate serving within 60 s");
+        // The log goes to a pipe here, not a terminal: plain text, no colour codes.
+        assert!(
+            !line.contains('\u{1b}'),
+            "escape codes in a piped log: {line:?}"
+        );
         let public = line
             .split(|c: char| !(c.is_ascii_digit() || c == '.' || c == ':'))
             .find(|w| w.starts_with("127.0.0.1:"))
