@@ -564,7 +564,11 @@ fn ip_db() -> Vec<u8> {
             Value::map([("iso_code", Value::from(cc.to_owned()))]),
         )])
     };
-    let mut w = Writer::new("GeoIP2-Country");
+    // A fixed build time: the writer stamps the current second into the metadata otherwise,
+    // and two calls a second boundary apart would make different files (and data versions).
+    let mut w = Writer::builder("GeoIP2-Country")
+        .build_epoch(std::time::UNIX_EPOCH + Duration::from_secs(1_735_689_600))
+        .build();
     let net = |s: String| s.parse::<ipnet::IpNet>().expect("network");
     w.insert_value(net("81.0.0.0/24".into()), country("DE"))
         .expect("insert");
@@ -1183,8 +1187,9 @@ async fn the_real_binary_refuses_unreadable_huge_and_truncated_files() {
         replace(&dir.join("countries.geojson"), &countries());
 
         // The IP database truncated in place under the running service, as `cp` of a
-        // partial download over it does (`cp` truncates and rewrites the same inode).
-        let db = ip_db();
+        // partial download over it does (`cp` truncates and rewrites the same inode). The
+        // bytes are those on disk since the start, kept to put back afterwards.
+        let db = std::fs::read(dir.join("ip/geoip.mmdb")).expect("read the IP database");
         {
             use std::io::Write;
             let mut f = std::fs::OpenOptions::new()

@@ -88,7 +88,11 @@ fn city(country: &str, lat: f64, lon: f64, acc_km: u16) -> Value {
 }
 
 fn ip_db() -> Vec<u8> {
-    let mut w = Writer::new("GeoIP2-City");
+    // A fixed build time (the writer stamps the current second otherwise): `world()` must
+    // give the same data version each time it is called.
+    let mut w = Writer::builder("GeoIP2-City")
+        .build_epoch(std::time::UNIX_EPOCH + Duration::from_secs(1_735_689_600))
+        .build();
     let rows = [
         ("81.0.0.0/24", city("DE", 2.0, 2.0, 20)),
         ("81.0.1.0/24", city("DE", 5.0, 9.9, 50)),
