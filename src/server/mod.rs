@@ -603,6 +603,7 @@ async fn serve(
     let permits = Arc::new(shed::Slots::new(
         app.config.limits.max_connections,
         app.config.limits.header_read_timeout / 10,
+        app.metrics.connections_shed.clone(),
     ));
     // `true` once shutdown begins: every accept loop stops accepting and drains its own
     // connections within the grace period.
