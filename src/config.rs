@@ -26,6 +26,23 @@ pub const MAX_TOKEN_FILE_BYTES: u64 = 4096;
 /// most 10,000) tracks is about 1.5 MB of JSON.
 pub const MAX_BODY_BYTES_LIMIT: usize = 16 * 1024 * 1024;
 
+/// Default `limits.max_header_bytes`: 32 KiB, nginx's default for a whole request head
+/// (`large_client_header_buffers 4 8k`). The front proxies of `deploy/` send an auth
+/// subrequest without the client's `Cookie` and `Authorization`, so its head is the request
+/// line, `X-Original-URI` (at most 8 KiB behind nginx) and a few short headers; a browser's
+/// request that nginx accepts fits in proxy mode too. It bounds each connection's read
+/// buffer: at 10,000 connections, 320 MB at worst instead of the 4 GB of hyper's own limit
+/// (about 400 KiB).
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 32 * 1024;
+
+/// Smallest `limits.max_header_bytes` accepted: hyper's minimum read buffer
+/// (`http1::Builder::max_buf_size` panics below it).
+pub const MIN_HEADER_BYTES_LIMIT: usize = 8192;
+
+/// Largest `limits.max_header_bytes` accepted: 1 MiB, more than twice hyper's own default,
+/// so that a typo cannot give every connection a buffer of gigabytes.
+pub const MAX_HEADER_BYTES_LIMIT: usize = 1024 * 1024;
+
 /// A configuration problem, naming the key.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 #[error("config key `{key}`: {reason}")]
@@ -168,6 +185,7 @@ struct RawLimits {
     grace_period_ms: Option<u64>,
     max_body_bytes: Option<usize>,
     max_headers: Option<usize>,
+    max_header_bytes: Option<usize>,
 }
 
 #[derive(Deserialize, Default)]
@@ -245,6 +263,9 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Most request headers.
     pub max_headers: usize,
+    /// Largest request head (request line and headers), bytes; a larger one is answered 431.
+    /// Also each connection's read buffer limit.
+    pub max_header_bytes: usize,
 }
 
 /// The validated configuration.
@@ -626,12 +647,19 @@ impl Config {
             grace_period: Duration::from_millis(l.grace_period_ms.unwrap_or(10_000)),
             max_body_bytes: l.max_body_bytes.unwrap_or(64 * 1024),
             max_headers: l.max_headers.unwrap_or(100),
+            max_header_bytes: l.max_header_bytes.unwrap_or(DEFAULT_MAX_HEADER_BYTES),
         };
         if limits.max_connections == 0 {
             return Err(err("limits.max_connections", "must be at least 1"));
         }
         if !(1..=1000).contains(&limits.max_headers) {
             return Err(err("limits.max_headers", "must be between 1 and 1000"));
+        }
+        if !(MIN_HEADER_BYTES_LIMIT..=MAX_HEADER_BYTES_LIMIT).contains(&limits.max_header_bytes) {
+            return Err(err(
+                "limits.max_header_bytes",
+                format!("must be between {MIN_HEADER_BYTES_LIMIT} and {MAX_HEADER_BYTES_LIMIT}"),
+            ));
         }
         if !(1..=MAX_BODY_BYTES_LIMIT).contains(&limits.max_body_bytes) {
             return Err(err(
@@ -722,6 +750,7 @@ mod tests {
         assert_eq!(c.mode, Mode::Authz);
         assert!(!c.policy.fail_open);
         assert_eq!(c.authz.deny_status, 403);
+        assert_eq!(c.limits.max_header_bytes, 32 * 1024);
     }
 
     #[test]
@@ -792,6 +821,14 @@ mod tests {
                 "config key `limits.max_headers`: must be between 1 and 1000",
             ),
             (
+                "[limits]\nmax_header_bytes = 8191",
+                "config key `limits.max_header_bytes`: must be between 8192 and 1048576",
+            ),
+            (
+                "[limits]\nmax_header_bytes = 1048577",
+                "config key `limits.max_header_bytes`: must be between 8192 and 1048576",
+            ),
+            (
                 "[limits]\nmax_connections = 0",
                 "config key `limits.max_connections`: must be at least 1",
             ),
@@ -825,12 +862,25 @@ mod tests {
             assert_eq!(e.to_string(), want, "{text}");
         }
         // The largest values accepted are accepted.
-        let text = "[preflight]\nmax_batch = 10000\n[limits]\nmax_headers = 1000\nmax_body_bytes = 16777216\n";
+        let text = "[preflight]\nmax_batch = 10000\n[limits]\nmax_headers = 1000\nmax_body_bytes = 16777216\nmax_header_bytes = 1048576\n";
         let c = Config::load(Some(text), no_env, Overrides::default()).expect("at the limits");
         assert_eq!(
-            (c.max_batch, c.limits.max_headers, c.limits.max_body_bytes),
-            (10_000, 1000, 16 * 1024 * 1024)
+            (
+                c.max_batch,
+                c.limits.max_headers,
+                c.limits.max_body_bytes,
+                c.limits.max_header_bytes
+            ),
+            (10_000, 1000, 16 * 1024 * 1024, 1024 * 1024)
         );
+        // And the smallest.
+        let c = Config::load(
+            Some("[limits]\nmax_header_bytes = 8192\n"),
+            no_env,
+            Overrides::default(),
+        )
+        .expect("at the lower limit");
+        assert_eq!(c.limits.max_header_bytes, 8192);
     }
 
     #[test]

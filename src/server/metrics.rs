@@ -6,8 +6,8 @@ use crate::decide::{Decision, Reason, Source, Verdict};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{self, MetricFamily};
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -301,6 +301,9 @@ pub struct Metrics {
     upstream_errors: IntCounterVec,
     /// Open connections on the public listener.
     pub open_connections: IntGauge,
+    /// Connections of the public listener closed to make room at the connection limit
+    /// (counted by `shed::Slots`).
+    pub connections_shed: IntCounter,
     data_version: IntGaugeVec,
     reloads: IntCounterVec,
     reload_seconds: Histogram,
@@ -338,6 +341,10 @@ impl Metrics {
             "regiongate_open_connections",
             "Open connections on the public listener",
         )?;
+        let connections_shed = IntCounter::new(
+            "regiongate_connections_shed_total",
+            "Connections closed unanswered to make room at the connection limit",
+        )?;
         let build = IntGaugeVec::new(
             Opts::new("regiongate_build_info", "Build of the running binary"),
             &["version"],
@@ -370,6 +377,7 @@ impl Metrics {
         registry.register(Box::new(HotFamilies(hot.clone())))?;
         registry.register(Box::new(upstream_errors.clone()))?;
         registry.register(Box::new(open_connections.clone()))?;
+        registry.register(Box::new(connections_shed.clone()))?;
         registry.register(Box::new(build.clone()))?;
         registry.register(Box::new(data_version.clone()))?;
         registry.register(Box::new(reloads.clone()))?;
@@ -392,6 +400,7 @@ impl Metrics {
             hot,
             upstream_errors,
             open_connections,
+            connections_shed,
             data_version,
             reloads,
             reload_seconds,

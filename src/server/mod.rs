@@ -605,6 +605,7 @@ async fn serve(
     let permits = Arc::new(shed::Slots::new(
         app.config.limits.max_connections,
         app.config.limits.header_read_timeout / 10,
+        app.metrics.connections_shed.clone(),
     ));
     // `true` once shutdown begins: every accept loop stops accepting and drains its own
     // connections within the grace period.
@@ -826,6 +827,16 @@ fn http1_builder(app: &App) -> hyper::server::conn::http1::Builder {
     if app.config.limits.max_headers != HYPER_MAX_HEADERS {
         b.max_headers(app.config.limits.max_headers);
     }
+    // The head size limit, exact (a head of `max_header_bytes` is read, one byte more is
+    // answered 431), and the read buffer bounded by it: hyper's own limit is the buffer's,
+    // about 400 KiB. hyper panics below 8 KiB; the config refuses that, the `max` keeps a
+    // `Config` built by hand from panicking.
+    let head = app
+        .config
+        .limits
+        .max_header_bytes
+        .max(crate::config::MIN_HEADER_BYTES_LIMIT);
+    b.max_buf_size(head).max_header_size(head);
     b
 }
 

@@ -18,7 +18,10 @@
 //! Room is made at up to `max_connections` per grace period (64 slots and a 1 s header
 //! timeout: 640 connections a second), so the wait of a well-behaved client is bounded by the
 //! hostile connections queued ahead of it in the kernel backlog divided by that rate.
+//!
+//! Each connection closed to make room is counted (`regiongate_connections_shed_total`).
 
+use prometheus::IntCounter;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -34,6 +37,8 @@ pub struct Slots {
     next: AtomicU64,
     /// How long a connection may send its request head before it can be shed.
     grace: Duration,
+    /// Connections closed to make room.
+    shed_total: IntCounter,
 }
 
 struct Entry {
@@ -65,13 +70,14 @@ impl Started {
 
 impl Slots {
     /// `max` slots; a connection can be shed once it has been open for `grace` without
-    /// starting a request.
-    pub fn new(max: usize, grace: Duration) -> Slots {
+    /// starting a request. Every connection shed adds one to `shed_total`.
+    pub fn new(max: usize, grace: Duration, shed_total: IntCounter) -> Slots {
         Slots {
             permits: Arc::new(Semaphore::new(max)),
             sheddable: Mutex::new(BTreeMap::new()),
             next: AtomicU64::new(0),
             grace,
+            shed_total,
         }
     }
 
@@ -139,12 +145,15 @@ impl Admission {
         Started(self.entry.clone())
     }
 
-    /// Resolves when this connection is to be closed to make room; never for a connection
-    /// that has started a request.
+    /// Resolves when this connection is to be closed to make room, and counts it; never for
+    /// a connection that has started a request.
     pub async fn shed(&self) {
         loop {
             self.entry.shed.notified().await;
+            // Counted here rather than where the victim is chosen: a connection can start a
+            // request between being chosen and seeing the signal, and is then kept.
             if !self.entry.started.load(Relaxed) {
+                self.slots.shed_total.inc();
                 return;
             }
         }
@@ -165,7 +174,12 @@ mod tests {
 
     #[tokio::test]
     async fn at_the_limit_the_oldest_idle_connection_makes_room() {
-        let slots = Arc::new(Slots::new(2, Duration::from_millis(100)));
+        let shed_total = IntCounter::new("shed", "shed").expect("counter");
+        let slots = Arc::new(Slots::new(
+            2,
+            Duration::from_millis(100),
+            shed_total.clone(),
+        ));
         let old = slots.admit().await.expect("slot");
         let busy = slots.admit().await.expect("slot");
         busy.started().mark();
@@ -183,17 +197,19 @@ mod tests {
             asked.elapsed() >= Duration::from_millis(90),
             "after its grace"
         );
+        assert_eq!(shed_total.get(), 1, "the shed connection is counted");
         drop(old);
         let id = tokio::time::timeout(Duration::from_secs(5), third)
             .await
             .expect("admitted once room was made")
             .expect("task");
         assert_eq!(id, Some(2));
-        // A connection that started a request is never told to close.
+        // A connection that started a request is never told to close, nor counted.
         assert!(
             tokio::time::timeout(Duration::from_millis(200), busy.shed())
                 .await
                 .is_err()
         );
+        assert_eq!(shed_total.get(), 1);
     }
 }

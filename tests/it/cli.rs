@@ -522,12 +522,19 @@ fn serve_refuses_oversized_and_malformed_requests() {
             "",
         ),
         (
+            // Over the head limit (32 KiB) before the target's own limit (64 KiB, 414).
             "a 100 KB request target",
             format!(
                 "GET /v1/tracks/{}/playability HTTP/1.1\r\nHost: x\r\n\r\n",
                 "A".repeat(100_000)
             ),
-            "HTTP/1.1 414",
+            "HTTP/1.1 431",
+            "",
+        ),
+        (
+            "a 64 KiB header value (head limit 32 KiB)",
+            get(&format!("X-Big: {}\r\n", "a".repeat(64 * 1024))),
+            "HTTP/1.1 431",
             "",
         ),
         (

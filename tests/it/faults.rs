@@ -564,7 +564,11 @@ fn ip_db() -> Vec<u8> {
             Value::map([("iso_code", Value::from(cc.to_owned()))]),
         )])
     };
-    let mut w = Writer::new("GeoIP2-Country");
+    // A fixed build time: the writer stamps the current second into the metadata otherwise,
+    // and two calls a second boundary apart would make different files (and data versions).
+    let mut w = Writer::builder("GeoIP2-Country")
+        .build_epoch(std::time::UNIX_EPOCH + Duration::from_secs(1_735_689_600))
+        .build();
     let net = |s: String| s.parse::<ipnet::IpNet>().expect("network");
     w.insert_value(net("81.0.0.0/24".into()), country("DE"))
         .expect("insert");
@@ -1183,8 +1187,9 @@ async fn the_real_binary_refuses_unreadable_huge_and_truncated_files() {
         replace(&dir.join("countries.geojson"), &countries());
 
         // The IP database truncated in place under the running service, as `cp` of a
-        // partial download over it does (`cp` truncates and rewrites the same inode).
-        let db = ip_db();
+        // partial download over it does (`cp` truncates and rewrites the same inode). The
+        // bytes are those on disk since the start, kept to put back afterwards.
+        let db = std::fs::read(dir.join("ip/geoip.mmdb")).expect("read the IP database");
         {
             use std::io::Write;
             let mut f = std::fs::OpenOptions::new()
@@ -1313,6 +1318,9 @@ async fn slow_idle_and_flooding_clients_leave_room_for_well_behaved_ones() {
             timed_get(p, Duration::from_secs(5)).await.expect("warm-up");
         }
         let rss_before = svc.mem_kb("VmRSS");
+        // Connections that closed on their own are not counted as shed.
+        let m = get(a, "/metrics", &[]).await.text();
+        assert_eq!(metric(&m, "regiongate_connections_shed_total", &[]), 0.0);
 
         // 200 slowloris clients and 200 idle ones that reconnect whenever cut off, and a flood
         // of 1,500 connections opened at once: 1,900 connections against a limit of 64.
@@ -1338,6 +1346,7 @@ async fn slow_idle_and_flooding_clients_leave_room_for_well_behaved_ones() {
         }
         let m = get(a, "/metrics", &[]).await.text();
         let open = metric(&m, "regiongate_open_connections", &[]);
+        let shed = metric(&m, "regiongate_connections_shed_total", &[]);
         stop.store(true, Relaxed);
         let mut cut = 0;
         for t in slow {
@@ -1349,7 +1358,7 @@ async fn slow_idle_and_flooding_clients_leave_room_for_well_behaved_ones() {
         svc.assert_alive("under the flood");
 
         eprintln!(
-            "slow clients: good client {times:?}; open {open}; slowloris cut {cut} times; RSS {rss_before} kB before, peak {rss_peak} kB"
+            "slow clients: good client {times:?}; open {open}; shed {shed}; slowloris cut {cut} times; RSS {rss_before} kB before, peak {rss_peak} kB"
         );
         let answered: Vec<Duration> = times.iter().filter_map(|t| t.clone().ok()).collect();
         assert_eq!(answered.len(), times.len(), "every request answered: {times:?}");
@@ -1365,6 +1374,13 @@ async fn slow_idle_and_flooding_clients_leave_room_for_well_behaved_ones() {
         );
         assert!(open <= 64.0, "{open} connections open beyond the limit of 64");
         assert!(cut >= 200, "slowloris clients are cut off after the header timeout: {cut}");
+        // The 1,500 connections of the flood alone cannot all fit in 64 slots: all but 64 of
+        // them were shed or timed out, and at 100 ms of grace against 1 s of header timeout
+        // shedding comes first.
+        assert!(
+            shed >= 1000.0,
+            "connections shed to make room, counted: {shed}"
+        );
         let grew_mb = rss_peak.saturating_sub(rss_before) / 1024;
         assert!(grew_mb < 32, "resident memory grew by {grew_mb} MB");
 

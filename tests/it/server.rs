@@ -88,7 +88,11 @@ fn city(country: &str, lat: f64, lon: f64, acc_km: u16) -> Value {
 }
 
 fn ip_db() -> Vec<u8> {
-    let mut w = Writer::new("GeoIP2-City");
+    // A fixed build time (the writer stamps the current second otherwise): `world()` must
+    // give the same data version each time it is called.
+    let mut w = Writer::builder("GeoIP2-City")
+        .build_epoch(std::time::UNIX_EPOCH + Duration::from_secs(1_735_689_600))
+        .build();
     let rows = [
         ("81.0.0.0/24", city("DE", 2.0, 2.0, 20)),
         ("81.0.1.0/24", city("DE", 5.0, 9.9, 50)),
@@ -2102,6 +2106,116 @@ async fn malformed_and_slow_clients_are_cut_off() {
         assert!(raw.is_empty() || raw.starts_with("HTTP/1.1 408"), "{raw:?}");
         // The server still answers well-formed requests.
         assert_eq!(get(a, "/v1/territory", &[]).await.status, StatusCode::OK);
+        srv.stop().await;
+    })
+    .await;
+}
+
+/// A request head of exactly `len` bytes (request line, headers, the empty line), made long
+/// by one `X-Pad` header.
+fn head_of(len: usize) -> Vec<u8> {
+    let start = "GET /v1/territory HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Pad: ";
+    let end = "\r\n\r\n";
+    let pad = len - start.len() - end.len();
+    let head = format!("{start}{}{end}", "a".repeat(pad));
+    assert_eq!(head.len(), len);
+    head.into_bytes()
+}
+
+/// Writes raw bytes on a new connection (the server may answer and close before it has read
+/// them all: write errors are ignored) and reads until it closes: the status line.
+async fn status_line(addr: SocketAddr, bytes: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    within(10, "raw exchange", async {
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        let _ = s.write_all(bytes).await;
+        let mut out = Vec::new();
+        // A reset after the answer counts as the end too.
+        let _ = s.read_to_end(&mut out).await;
+        let text = String::from_utf8_lossy(&out).into_owned();
+        text.lines().next().unwrap_or("").to_owned()
+    })
+    .await
+}
+
+/// `GET /v1/territory` on an open keep-alive connection: the status.
+async fn territory_on(
+    sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+) -> StatusCode {
+    within(10, "a request on the kept connection", async {
+        sender.ready().await.expect("connection still open");
+        let req = request("GET", "/v1/territory")
+            .body(Full::new(Bytes::new()))
+            .expect("request");
+        let r = sender.send_request(req).await.expect("answer");
+        let status = r.status();
+        r.into_body().collect().await.expect("body");
+        status
+    })
+    .await
+}
+
+#[tokio::test]
+async fn request_heads_over_max_header_bytes_get_431_and_others_are_served() {
+    within(30, "request head size", async {
+        let cfg = config("", "").replace("[limits]\n", "[limits]\nmax_header_bytes = 16384\n");
+        let srv = TestServer::start(&cfg, world()).await;
+        let a = srv.public;
+        // A keep-alive connection opened before, asked before and after the refusals.
+        let stream = TcpStream::connect(a).await.expect("connect");
+        let (mut kept, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .expect("handshake");
+        tokio::spawn(conn);
+        assert_eq!(territory_on(&mut kept).await, StatusCode::OK);
+
+        // The limit is exact: a head of 16384 bytes is served, one of 16385 is refused (and
+        // its connection closed: `status_line` reads to the end).
+        assert_eq!(status_line(a, &head_of(16_384)).await, "HTTP/1.1 200 OK");
+        assert_eq!(
+            status_line(a, &head_of(16_385)).await,
+            "HTTP/1.1 431 Request Header Fields Too Large"
+        );
+        // Far over it: a 64 KiB header value, and a 100 KB request target (over the head
+        // limit before the target's own limit of 64 KiB is reached: 431, not 414).
+        assert_eq!(
+            status_line(a, &head_of(64 * 1024 + 100)).await,
+            "HTTP/1.1 431 Request Header Fields Too Large"
+        );
+        let long_target = format!(
+            "GET /v1/tracks/{}/playability HTTP/1.1\r\nHost: x\r\n\r\n",
+            "A".repeat(100_000)
+        );
+        assert_eq!(
+            status_line(a, long_target.as_bytes()).await,
+            "HTTP/1.1 431 Request Header Fields Too Large"
+        );
+
+        // The others are served: the kept connection and new ones.
+        assert_eq!(territory_on(&mut kept).await, StatusCode::OK);
+        assert_eq!(get(a, "/v1/territory", &[]).await.status, StatusCode::OK);
+        assert_eq!(status_line(a, &head_of(16_384)).await, "HTTP/1.1 200 OK");
+        srv.stop().await;
+
+        // The default is 32 KiB: a 64 KiB header value, accepted by hyper's own limit of
+        // about 400 KiB, is refused; a head of 32 KiB is served.
+        let srv = TestServer::start(&config("", ""), world()).await;
+        assert_eq!(
+            srv.app.config.limits.max_header_bytes,
+            regiongate::config::DEFAULT_MAX_HEADER_BYTES
+        );
+        assert_eq!(
+            status_line(srv.public, &head_of(32 * 1024)).await,
+            "HTTP/1.1 200 OK"
+        );
+        assert_eq!(
+            status_line(srv.public, &head_of(32 * 1024 + 1)).await,
+            "HTTP/1.1 431 Request Header Fields Too Large"
+        );
+        assert_eq!(
+            status_line(srv.public, &head_of(64 * 1024 + 100)).await,
+            "HTTP/1.1 431 Request Header Fields Too Large"
+        );
         srv.stop().await;
     })
     .await;
