@@ -13,7 +13,8 @@
 //! unreserved characters, sub-delimiters, `:@/%?=` only, at the auth prefix or under it, no
 //! body (no Transfer-Encoding, Content-Length 0 at most), no Expect, Upgrade or Connection
 //! header (other than `keep-alive`), at most [`FAST_LINES`] header lines and a head of at most
-//! [`FAST_HEAD_BYTES`]. The answer of a plain subrequest may not be an error response either
+//! [`FAST_HEAD_BYTES`] (or `limits.max_header_bytes` when smaller: a head over it goes to hyper,
+//! which refuses it with 431). The answer of a plain subrequest may not be an error response either
 //! (a missing original-URI header: 400). Anything else goes to hyper, with the bytes read so
 //! far, and the connection stays with hyper: hyper answers it exactly as without the fast
 //! path (its errors, limits, bodies, `Connection: close`, HTTP/1.0, every other endpoint).
@@ -50,7 +51,8 @@ use tokio::time::Sleep;
 /// `limits.max_headers`). nginx's auth subrequest carries the listener's request headers.
 pub const FAST_LINES: usize = 48;
 
-/// Bytes a fast-path head may have; a longer one goes to hyper (which applies its own limit).
+/// Bytes a fast-path head may have; a longer one goes to hyper (which applies
+/// `limits.max_header_bytes`).
 pub const FAST_HEAD_BYTES: usize = 16 * 1024;
 
 /// The read buffer a connection starts with (grown up to [`FAST_HEAD_BYTES`] for a long head).
@@ -130,7 +132,8 @@ async fn fast(
     mut stopped: watch::Receiver<bool>,
 ) -> Option<(TcpStream, Bytes)> {
     let timeout = app.config.limits.header_read_timeout;
-    let mut buf = vec![0u8; INITIAL_BUFFER];
+    let head_limit = FAST_HEAD_BYTES.min(app.config.limits.max_header_bytes);
+    let mut buf = vec![0u8; INITIAL_BUFFER.min(head_limit)];
     let (mut start, mut end) = (0, 0);
     let mut out = Vec::with_capacity(512);
     // The header-read timeout runs from when the wait for a head begins: the connection's
@@ -143,7 +146,7 @@ async fn fast(
     let mut stop = std::pin::pin!(stop);
     loop {
         while start < end {
-            match step(app, peer, &buf[start..end], &mut out) {
+            match step(app, peer, &buf[start..end], head_limit, &mut out) {
                 Step::Answered(n, began) => {
                     started.mark();
                     start += n;
@@ -172,8 +175,8 @@ async fn fast(
             if start > 0 {
                 buf.copy_within(start..end, 0);
                 (start, end) = (0, end - start);
-            } else if buf.len() < FAST_HEAD_BYTES {
-                buf.resize((buf.len() * 2).min(FAST_HEAD_BYTES), 0);
+            } else if buf.len() < head_limit {
+                buf.resize((buf.len() * 2).min(head_limit), 0);
             } else {
                 return Some((stream, Bytes::copy_from_slice(&buf[start..end])));
             }
@@ -230,12 +233,13 @@ fn wait<F: Future>(
 }
 
 /// Parses the head at the start of `bytes`; answers it into `out` if it is a plain auth
-/// subrequest.
-fn step(app: &App, peer: SocketAddr, bytes: &[u8], out: &mut Vec<u8>) -> Step {
+/// subrequest of at most `head_limit` bytes.
+fn step(app: &App, peer: SocketAddr, bytes: &[u8], head_limit: usize, out: &mut Vec<u8>) -> Step {
     let mut lines = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; FAST_LINES];
     let mut req = httparse::Request::new(&mut []);
     let len = match req.parse_with_uninit_headers(bytes, &mut lines) {
-        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Complete(len)) if len <= head_limit => len,
+        Ok(httparse::Status::Complete(_)) => return Step::Hyper,
         Ok(httparse::Status::Partial) => return Step::Partial,
         // Too many lines, or a malformed head: hyper answers (or refuses) it.
         Err(_) => return Step::Hyper,
