@@ -179,10 +179,12 @@ pub fn check_gps(
             "accuracy radius too large to place the listener",
         ));
     }
-    if ts > now_unix + 60 {
+    if ts > now_unix.saturating_add(60) {
         return Err(invalid("ts", "fix time is in the future"));
     }
-    if now_unix - ts > limits.max_age_s {
+    // Saturating: a fix time near i64::MIN must be stale, not wrap round to "fresh" (found by
+    // the `hints` fuzz target).
+    if now_unix.saturating_sub(ts) > limits.max_age_s {
         return Err(invalid("ts", "fix is stale"));
     }
     Ok(GpsHint {
@@ -296,6 +298,29 @@ mod tests {
     use super::*;
 
     const NOW: i64 = 1_764_370_000;
+
+    #[test]
+    fn fix_times_far_in_the_past_are_stale_not_wrapped() {
+        let limits = GpsLimits::default();
+        for ts in [
+            "-9223372036854775807",
+            "-9223372036854775808",
+            "-0000009223372036854775807",
+        ] {
+            let h = format!("gps=40,1; acc=2; ts={ts}");
+            assert!(
+                matches!(
+                    parse_gps(&h, NOW, &limits),
+                    Err(HintError::Invalid { field: "ts", .. })
+                ),
+                "{h}: {:?}",
+                parse_gps(&h, NOW, &limits)
+            );
+        }
+        let far_future = "gps=40,1; acc=2; ts=9223372036854775807";
+        assert!(parse_gps(far_future, NOW, &limits).is_err());
+        assert!(parse_gps(far_future, i64::MAX, &limits).is_ok());
+    }
 
     /// `trim` and `pieces` are `str::trim` (on ASCII) and `str::split` on every string of three
     /// characters from an alphabet of whitespace, separators and text (and a few longer ones).
