@@ -4,7 +4,7 @@
 //! pipelining, handing over to hyper, the header-read timeout, shutdown).
 
 use crate::server::{IP_BORDER, IP_DE, IP_FR, config, geo, world};
-use crate::util::{TestServer, get, within};
+use crate::util::{TestServer, get, metric, within};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -312,12 +312,11 @@ async fn the_fast_path_answers_byte_for_byte_as_hyper() {
 
         // Both counted the same decisions and answers.
         let count = |m: &str| {
-            m.lines()
-                .filter(|l| {
-                    l.starts_with("regiongate_request_duration_seconds_count{door=\"authz\"}")
-                })
-                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-                .sum::<f64>()
+            metric(
+                m,
+                "regiongate_request_duration_seconds_count",
+                &[("door", "authz")],
+            )
         };
         let (mf, mh) = (
             get(fast.admin, "/metrics", &[]).await.text(),

@@ -22,7 +22,7 @@
 //! for one slow client.
 
 use crate::util::{
-    TestServer, call, collection, get, now_unix, raw_exchange, request, send_streaming,
+    TestServer, call, collection, get, metric, now_unix, raw_exchange, request, send_streaming,
     small_world, square_feature, within,
 };
 use bytes::Bytes;
@@ -50,23 +50,6 @@ fn licence(territory: &str) -> String {
 /// A fresh GPS fix in DE of the small world.
 fn geo_de() -> String {
     format!("gps=2,2; acc=25; ts={}", now_unix())
-}
-
-/// The sum of the series of `family` whose labels include all of `labels`.
-fn metric(text: &str, family: &str, labels: &[(&str, &str)]) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(family) && !l.starts_with('#'))
-        .filter(|l| {
-            let rest = &l[family.len()..];
-            rest.starts_with('{') || rest.starts_with(' ')
-        })
-        .filter(|l| {
-            labels
-                .iter()
-                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 /// Polls `f` every 50 ms until it holds; false if `limit` passed first.

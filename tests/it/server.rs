@@ -6,7 +6,7 @@
 //! trusts the loopback peer as a proxy and names the client in `X-Forwarded-For`.
 
 use crate::util::{
-    Reply, TestServer, call, collection, get, now_unix, raw_exchange, request, send,
+    Reply, TestServer, call, collection, get, metric, now_unix, raw_exchange, request, send,
     send_streaming, small_world, square_feature, within,
 };
 use bytes::Bytes;
@@ -1203,25 +1203,11 @@ impl Origin {
 
 /// The metric value of `regiongate_upstream_errors_total{kind=...}`.
 fn upstream_errors(metrics: &str, kind: &str) -> f64 {
-    metric_value(
+    metric(
         metrics,
         "regiongate_upstream_errors_total",
         &[("kind", kind)],
     )
-}
-
-/// The value of the series of `family` whose labels include all of `labels` (0 if none).
-fn metric_value(metrics: &str, family: &str, labels: &[(&str, &str)]) -> f64 {
-    metrics
-        .lines()
-        .filter(|l| l.starts_with(&format!("{family}{{")))
-        .filter(|l| {
-            labels
-                .iter()
-                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 #[tokio::test]
@@ -1665,7 +1651,7 @@ async fn admin_listener_reports_health_metrics_and_the_snapshot() {
                 .is_some_and(|c| c.starts_with("text/plain"))
         );
         let m = r.text();
-        let d = |labels: &[(&str, &str)]| metric_value(&m, "regiongate_decisions_total", labels);
+        let d = |labels: &[(&str, &str)]| metric(&m, "regiongate_decisions_total", labels);
         assert_eq!(
             d(&[
                 ("door", "preflight"),
@@ -1860,11 +1846,11 @@ async fn admin_reload_on_loopback_swaps_the_data_directory() {
         assert_eq!(s["last_reload"]["result"], json!("failed"));
         let m = get(a, "/metrics", &[]).await.text();
         assert_eq!(
-            metric_value(&m, "regiongate_reloads_total", &[("result", "ok")]),
+            metric(&m, "regiongate_reloads_total", &[("result", "ok")]),
             2.0
         );
         assert_eq!(
-            metric_value(&m, "regiongate_reloads_total", &[("result", "failed")]),
+            metric(&m, "regiongate_reloads_total", &[("result", "failed")]),
             1.0
         );
         srv.stop().await;

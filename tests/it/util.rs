@@ -326,3 +326,21 @@ pub async fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> String {
     })
     .await
 }
+
+/// The sum of the series of `family` (Prometheus text) whose labels include all of `labels`;
+/// 0 if there is none.
+pub fn metric(text: &str, family: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(family) && !l.starts_with('#'))
+        .filter(|l| {
+            let rest = &l[family.len()..];
+            rest.starts_with('{') || rest.starts_with(' ')
+        })
+        .filter(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
