@@ -70,6 +70,37 @@ pub enum Mode {
     Proxy,
 }
 
+/// How the public threads (shards, one per CPU) share the incoming connections. Each shard
+/// has a listening socket of its own on the public address (`SO_REUSEPORT`), except with
+/// [`Steering::Shared`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Steering {
+    /// Shard *i* runs pinned to the *i*-th CPU the process may use, and the kernel hands it
+    /// the connections whose packets arrive on that CPU (`SO_INCOMING_CPU`): a connection's
+    /// packets, socket and thread stay on one CPU. For a client on the same host (the nginx
+    /// sidecar) and NICs that spread packets over all CPUs (RSS/RPS). Falls back to
+    /// [`Steering::Hash`] when the shards and the usable CPUs differ in number.
+    Cpu,
+    /// The kernel spreads connections over the shards by a hash of their addresses and
+    /// ports; the scheduler places the threads.
+    Hash,
+    /// One accept queue shared by all shards: whichever shard is free takes the next
+    /// connection (nginx's default); every idle shard is woken by each new connection.
+    Shared,
+}
+
+impl Steering {
+    /// The configuration value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Steering::Cpu => "cpu",
+            Steering::Hash => "hash",
+            Steering::Shared => "shared",
+        }
+    }
+}
+
 /// Log line format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -100,6 +131,7 @@ struct RawConfig {
     watch: Option<bool>,
     log_format: Option<String>,
     log_client_ip: Option<bool>,
+    connection_steering: Option<Steering>,
     mode: Option<Mode>,
     policy: Option<Policy>,
     #[serde(default)]
@@ -283,6 +315,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Log the client's truncated network (IPv4 /24, IPv6 /48) in decision logs.
     pub log_client_ip: bool,
+    /// How the public threads share connections.
+    pub connection_steering: Steering,
     /// Front doors.
     pub mode: Mode,
     /// Evidence policy.
@@ -705,6 +739,7 @@ impl Config {
             watch: raw.watch.unwrap_or(true),
             log_format,
             log_client_ip: raw.log_client_ip.unwrap_or(false),
+            connection_steering: raw.connection_steering.unwrap_or(Steering::Cpu),
             mode,
             policy,
             client: ClientAddressPolicy {

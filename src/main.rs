@@ -6,7 +6,7 @@
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
-use regiongate::config::{Config, LogFormat, Overrides};
+use regiongate::config::{Config, LogFormat, Overrides, Steering};
 use regiongate::decide::{Policy, Question, Source, Verdict, decide, decide_with_evidence};
 use regiongate::license::{Tier, UseType};
 use regiongate::locate::{self, hints};
@@ -237,9 +237,21 @@ fn run_serve(cli: &Cli, a: &ServeArgs) -> Result<u8, Exit> {
     // work-stealing scheduler's cross-thread wake-ups and shared queues cost more than they
     // balance for requests this short. Everything else (admin listener, signals, reloads,
     // the data watch, the report) runs on a current-thread runtime on the main thread.
-    let shards = public_threads().map_err(|e| Exit(EXIT_CONFIG, e))?;
-    let mut public_runtimes = Vec::with_capacity(shards);
-    for i in 0..shards {
+    // `connection_steering` decides how the shards share connections and whether each is
+    // pinned to a CPU (benches/README.md, "Connection steering").
+    let usable_cpus: Vec<usize> = core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    let mut plan = regiongate::server::plan_shards(
+        public_threads().map_err(|e| Exit(EXIT_CONFIG, e))?,
+        config.connection_steering,
+        &usable_cpus,
+    );
+    let mut public_runtimes = Vec::with_capacity(plan.shards);
+    let mut unpinned = false;
+    for i in 0..plan.shards {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -247,22 +259,41 @@ fn run_serve(cli: &Cli, a: &ServeArgs) -> Result<u8, Exit> {
         let handle = rt.handle().clone();
         // The thread drives the runtime until told to stop (or main's end drops the sender).
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let cpu = plan.cpus.get(i).copied();
+        // Told once the thread has its name and its CPU (whether pinning worked), so both hold
+        // by the start-up line.
+        let (started_tx, started) = std::sync::mpsc::sync_channel::<bool>(1);
         let thread = std::thread::Builder::new()
             .name(format!("public-{i}"))
             .spawn(move || {
+                let pinned = cpu
+                    .is_none_or(|id| core_affinity::set_for_current(core_affinity::CoreId { id }));
+                let _ = started_tx.send(pinned);
                 rt.block_on(async {
                     let _ = stopped.await;
                 });
             })
             .map_err(|e| Exit(1, e.into()))?;
+        // An error here means the thread is already gone; the listener's registration on
+        // its runtime then fails and says so.
+        unpinned |= !started.recv().unwrap_or(true);
         public_runtimes.push((handle, stop, thread));
+    }
+    if unpinned {
+        // E.g. a seccomp filter that refuses sched_setaffinity (then every thread fails
+        // alike). Steering connections by CPU to threads the scheduler moves would only add
+        // cross-CPU traffic.
+        tracing::warn!(
+            "cannot pin the public threads to their CPUs: connection_steering \"cpu\" falls back to \"hash\""
+        );
+        plan = regiongate::server::plan_shards(plan.shards, Steering::Hash, &[]);
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Exit(1, e.into()))?;
     let handles = public_runtimes.iter().map(|(h, _, _)| h.clone()).collect();
-    let served = runtime.block_on(serve(config, snapshot, handles));
+    let served = runtime.block_on(serve(config, snapshot, handles, plan));
     for (_, stop, thread) in public_runtimes {
         let _ = stop.send(());
         let _ = thread.join();
@@ -288,9 +319,9 @@ async fn serve(
     config: Config,
     snapshot: Snapshot,
     public_runtimes: Vec<tokio::runtime::Handle>,
+    plan: regiongate::server::ShardPlan,
 ) -> Result<()> {
-    let shards = public_runtimes.len();
-    let listeners = regiongate::server::bind_shards(config.listen, shards)
+    let listeners = regiongate::server::bind_shards(config.listen, &plan)
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let public_addr = listeners
         .first()
@@ -316,7 +347,9 @@ async fn serve(
     tracing::info!(
         listen = %public_addr,
         admin = %admin.local_addr()?,
-        public_threads = shards,
+        public_threads = plan.shards,
+        connection_steering = plan.steering.as_str(),
+        cpus = %plan.cpu_list(),
         mode = ?app.config.mode,
         data_version = %version,
         ip_database = %ip_db,

@@ -301,6 +301,9 @@ pub struct Metrics {
     upstream_errors: IntCounterVec,
     /// Open connections on the public listener.
     pub open_connections: IntGauge,
+    /// Open connections on the public listener by shard (public thread): how evenly the
+    /// connection steering spreads them.
+    pub shard_connections: IntGaugeVec,
     /// Connections of the public listener closed to make room at the connection limit
     /// (counted by `shed::Slots`).
     pub connections_shed: IntCounter,
@@ -341,6 +344,13 @@ impl Metrics {
             "regiongate_open_connections",
             "Open connections on the public listener",
         )?;
+        let shard_connections = IntGaugeVec::new(
+            Opts::new(
+                "regiongate_shard_open_connections",
+                "Open connections on the public listener by shard (public thread)",
+            ),
+            &["shard"],
+        )?;
         let connections_shed = IntCounter::new(
             "regiongate_connections_shed_total",
             "Connections closed unanswered to make room at the connection limit",
@@ -377,6 +387,7 @@ impl Metrics {
         registry.register(Box::new(HotFamilies(hot.clone())))?;
         registry.register(Box::new(upstream_errors.clone()))?;
         registry.register(Box::new(open_connections.clone()))?;
+        registry.register(Box::new(shard_connections.clone()))?;
         registry.register(Box::new(connections_shed.clone()))?;
         registry.register(Box::new(build.clone()))?;
         registry.register(Box::new(data_version.clone()))?;
@@ -400,6 +411,7 @@ impl Metrics {
             hot,
             upstream_errors,
             open_connections,
+            shard_connections,
             connections_shed,
             data_version,
             reloads,

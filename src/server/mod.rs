@@ -20,7 +20,7 @@ pub mod report;
 pub mod route;
 pub mod shed;
 
-use crate::config::Config;
+use crate::config::{Config, Steering};
 use crate::decide::{Decision, Verdict, decide_with_evidence};
 use crate::headers::HeaderLines;
 use crate::locate::hints::{self, GpsHint, HintError};
@@ -563,16 +563,78 @@ pub async fn run_sharded(
     serve(app, Public::Shards(shards), admin_listener, shutdown).await
 }
 
-/// Binds `n` (at least one) listening sockets to `addr` with `SO_REUSEPORT`, for
-/// [`run_sharded`]. With port 0 the first socket picks the port and the others share it.
-/// Call inside a runtime; the sockets are returned detached from it.
+/// Where the public shards run and how they share connections: [`plan_shards`] decides,
+/// [`bind_shards`] binds the sockets, and the caller pins shard *i*'s thread to `cpus[i]`
+/// when there are CPUs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShardPlan {
+    /// How many shards (at least one).
+    pub shards: usize,
+    /// The steering in effect.
+    pub steering: Steering,
+    /// With [`Steering::Cpu`]: shard *i*'s CPU. Empty otherwise.
+    pub cpus: Vec<usize>,
+}
+
+impl ShardPlan {
+    /// The CPUs as the startup log shows them: `"0,1"`, or `"-"` when the threads are not
+    /// pinned.
+    pub fn cpu_list(&self) -> String {
+        if self.cpus.is_empty() {
+            return "-".to_owned();
+        }
+        let ids: Vec<String> = self.cpus.iter().map(usize::to_string).collect();
+        ids.join(",")
+    }
+}
+
+/// Plans `shards` public shards with the `wanted` steering, given the CPUs this process may
+/// run on (its affinity mask, in order). [`Steering::Cpu`] needs exactly one usable CPU per
+/// shard, each shard pinned to its own; otherwise (more or fewer shards than CPUs, or the CPUs
+/// unknown) it falls back to [`Steering::Hash`] and the scheduler places the threads.
+pub fn plan_shards(shards: usize, wanted: Steering, usable_cpus: &[usize]) -> ShardPlan {
+    let shards = shards.max(1);
+    match wanted {
+        Steering::Cpu if cfg!(target_os = "linux") && usable_cpus.len() == shards => ShardPlan {
+            shards,
+            steering: Steering::Cpu,
+            cpus: usable_cpus.to_vec(),
+        },
+        Steering::Cpu => ShardPlan {
+            shards,
+            steering: Steering::Hash,
+            cpus: Vec::new(),
+        },
+        other => ShardPlan {
+            shards,
+            steering: other,
+            cpus: Vec::new(),
+        },
+    }
+}
+
+/// Binds the listening sockets of `plan` to `addr`, one per shard, for [`run_sharded`]:
+/// `SO_REUSEPORT` sockets on one address (with [`Steering::Cpu`] each also asks for the
+/// connections arriving on its shard's CPU, `SO_INCOMING_CPU`), or with
+/// [`Steering::Shared`] one socket that every shard accepts from. With port 0 the first
+/// socket picks the port and the others share it. Call inside a runtime; the sockets are
+/// returned detached from it.
 ///
 /// # Errors
-/// If a socket cannot be created, bound or put into listening state.
-pub fn bind_shards(addr: SocketAddr, n: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
+/// If a socket cannot be created, configured, bound or put into listening state.
+pub fn bind_shards(
+    addr: SocketAddr,
+    plan: &ShardPlan,
+) -> std::io::Result<Vec<std::net::TcpListener>> {
     let mut addr = addr;
-    let mut out = Vec::with_capacity(n.max(1));
-    for _ in 0..n.max(1) {
+    let mut out: Vec<std::net::TcpListener> = Vec::with_capacity(plan.shards);
+    for i in 0..plan.shards.max(1) {
+        // Shared: the same socket (one accept queue), registered by each shard's runtime.
+        if let (Steering::Shared, Some(first)) = (plan.steering, out.first()) {
+            let again = first.try_clone()?;
+            out.push(again);
+            continue;
+        }
         let socket = if addr.is_ipv4() {
             tokio::net::TcpSocket::new_v4()?
         } else {
@@ -580,7 +642,13 @@ pub fn bind_shards(addr: SocketAddr, n: usize) -> std::io::Result<Vec<std::net::
         };
         // As TcpListener::bind does; plus the port shared by the shards.
         socket.set_reuseaddr(true)?;
-        socket.set_reuseport(true)?;
+        if plan.steering != Steering::Shared {
+            socket.set_reuseport(true)?;
+        }
+        #[cfg(target_os = "linux")]
+        if let Some(cpu) = plan.cpus.get(i) {
+            socket2::SockRef::from(&socket).set_cpu_affinity(*cpu)?;
+        }
         socket.bind(addr)?;
         let listener = socket.listen(1024)?;
         addr = listener.local_addr()?;
@@ -615,11 +683,11 @@ async fn serve(
         Public::Here(listener) => loops.push(tokio::spawn(accept_loop(
             app.clone(),
             listener,
-            Some(permits.clone()),
+            Some((permits.clone(), 0)),
             stopped.clone(),
         ))),
         Public::Shards(shards) => {
-            for shard in shards {
+            for (i, shard) in shards.into_iter().enumerate() {
                 // A tokio listener belongs to the runtime it is registered with: register it
                 // inside a task of that runtime.
                 let (app, permits, stopped) = (app.clone(), permits.clone(), stopped.clone());
@@ -629,7 +697,7 @@ async fn serve(
                     match TcpListener::from_std(std_listener) {
                         Ok(listener) => {
                             let _ = registered_tx.send(Ok(()));
-                            accept_loop(app, listener, Some(permits), stopped).await
+                            accept_loop(app, listener, Some((permits, i)), stopped).await
                         }
                         Err(e) => {
                             let _ = registered_tx.send(Err(e));
@@ -687,15 +755,27 @@ async fn serve(
     Ok(())
 }
 
-/// Accepts on one listener (public with the connection `permits`, admin without) until
-/// `stopped`, then closes it and gives its connections the grace period. Whether they all
-/// finished in time; those still open when it returns are closed.
+/// Accepts on one listener (public: with the connection `permits` and its shard number;
+/// admin: without) until `stopped`, then closes it and gives its connections the grace
+/// period. Whether they all finished in time; those still open when it returns are closed.
 async fn accept_loop(
     app: Arc<App>,
     listener: TcpListener,
-    permits: Option<Arc<shed::Slots>>,
+    public: Option<(Arc<shed::Slots>, usize)>,
     mut stopped: tokio::sync::watch::Receiver<bool>,
 ) -> bool {
+    // The public side: connection slots, and the gauges an open connection is counted in.
+    let public = public.map(|(permits, shard)| {
+        let shard = shard.to_string();
+        let gauges = [
+            app.metrics.open_connections.clone(),
+            app.metrics
+                .shard_connections
+                .with_label_values(&[shard.as_str()]),
+        ];
+        (permits, gauges)
+    });
+    let permits = public.as_ref().map(|(p, _)| p.clone());
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     // The connection tasks: aborted (their connections closed) when this returns, so that none
     // outlives the server once the grace period is over. Finished ones are reaped as they end.
@@ -715,7 +795,11 @@ async fn accept_loop(
         let Some((stream, peer, permit)) = accepted else {
             continue;
         };
-        if let Some(admission) = permit {
+        if let Some((_, gauges)) = &public {
+            // `accept` gives every public connection a slot.
+            let Some(admission) = permit else {
+                continue;
+            };
             // [shed] A connection that has started a request is never shed (shed.rs).
             let started = admission.started();
             let hyper = fast::Hyper {
@@ -724,7 +808,7 @@ async fn accept_loop(
             };
             let conn = fast::serve(app.clone(), stream, peer, started, hyper, stopped.clone());
             // Counted here and uncounted on drop, so an aborted connection counts down too.
-            let open = OpenConnection::new(&app.metrics.open_connections, admission);
+            let open = OpenConnection::new(gauges.clone(), admission);
             connections.spawn(async move {
                 // [shed] Or closed unanswered to make room at the limit: it sent no request.
                 tokio::select! {
@@ -760,25 +844,27 @@ async fn accept_loop(
     drained
 }
 
-/// An open public connection: in the gauge and holding a connection slot while it lives.
+/// An open public connection: in the gauges (all, its shard's) and holding a connection slot
+/// while it lives.
 struct OpenConnection {
-    gauge: prometheus::IntGauge,
+    gauges: [prometheus::IntGauge; 2],
     admission: shed::Admission,
 }
 
 impl OpenConnection {
-    fn new(gauge: &prometheus::IntGauge, admission: shed::Admission) -> OpenConnection {
-        gauge.inc();
-        OpenConnection {
-            gauge: gauge.clone(),
-            admission,
+    fn new(gauges: [prometheus::IntGauge; 2], admission: shed::Admission) -> OpenConnection {
+        for g in &gauges {
+            g.inc();
         }
+        OpenConnection { gauges, admission }
     }
 }
 
 impl Drop for OpenConnection {
     fn drop(&mut self) {
-        self.gauge.dec();
+        for g in &self.gauges {
+            g.dec();
+        }
     }
 }
 
@@ -843,6 +929,94 @@ fn http1_builder(app: &App) -> hyper::server::conn::http1::Builder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_steering_needs_one_usable_cpu_per_shard() {
+        let plan = plan_shards(2, Steering::Cpu, &[4, 6]);
+        if cfg!(target_os = "linux") {
+            assert_eq!(plan.steering, Steering::Cpu);
+            assert_eq!(plan.cpus, vec![4, 6]);
+            assert_eq!(plan.cpu_list(), "4,6");
+        } else {
+            assert_eq!(plan.steering, Steering::Hash);
+        }
+        // More or fewer shards than CPUs, or the CPUs unknown: hash, nothing pinned.
+        for (shards, cpus) in [(3, &[0, 1][..]), (1, &[0, 1][..]), (2, &[][..])] {
+            let plan = plan_shards(shards, Steering::Cpu, cpus);
+            assert_eq!(plan.steering, Steering::Hash, "{shards} {cpus:?}");
+            assert!(plan.cpus.is_empty());
+            assert_eq!(plan.cpu_list(), "-");
+            assert_eq!(plan.shards, shards);
+        }
+        // The other steerings never pin; zero shards is one.
+        for s in [Steering::Hash, Steering::Shared] {
+            let plan = plan_shards(0, s, &[0]);
+            assert_eq!((plan.shards, plan.steering), (1, s));
+            assert!(plan.cpus.is_empty());
+        }
+    }
+
+    /// Cpu steering asks the kernel, per socket, for the connections arriving on the shard's
+    /// CPU.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn cpu_steering_sets_each_sockets_incoming_cpu() {
+        let plan = ShardPlan {
+            shards: 2,
+            steering: Steering::Cpu,
+            cpus: vec![1, 0],
+        };
+        let listeners = bind_shards("127.0.0.1:0".parse().expect("addr"), &plan).expect("bind");
+        let got: Vec<Option<usize>> = listeners
+            .iter()
+            .map(|l| socket2::SockRef::from(l).cpu_affinity().ok())
+            .collect();
+        assert_eq!(got, vec![Some(1), Some(0)]);
+    }
+
+    /// Shared steering binds one socket, registered by every shard; the others bind one
+    /// socket each on the same port.
+    #[tokio::test]
+    async fn bind_shards_shares_one_socket_only_when_asked() {
+        let addr: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+        for steering in [Steering::Hash, Steering::Shared] {
+            let plan = plan_shards(3, steering, &[]);
+            let listeners = bind_shards(addr, &plan).expect("bind");
+            assert_eq!(listeners.len(), 3);
+            let port = listeners[0].local_addr().expect("addr").port();
+            assert!(
+                listeners
+                    .iter()
+                    .all(|l| l.local_addr().map(|a| a.port()).ok() == Some(port))
+            );
+            // A connection is accepted by exactly one listener; with one shared socket every
+            // listener can take it, with SO_REUSEPORT only the one the kernel picked.
+            let _client = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            let mut took = 0;
+            for l in &listeners {
+                l.set_nonblocking(true).expect("nonblocking");
+                if l.accept().is_ok() {
+                    took += 1;
+                }
+            }
+            assert_eq!(took, 1, "{steering:?}");
+            #[cfg(target_os = "linux")]
+            for l in &listeners {
+                // No incoming-CPU preference without cpu steering (the kernel's -1).
+                assert_eq!(
+                    socket2::SockRef::from(l).cpu_affinity().ok(),
+                    Some(usize::MAX)
+                );
+            }
+            if steering == Steering::Shared {
+                let _again = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                // The last listener of a shared socket sees the same queue as the first.
+                assert!(listeners[2].accept().is_ok(), "one queue");
+            }
+        }
+    }
 
     #[test]
     fn wall_clock_follows_the_system_clock() {

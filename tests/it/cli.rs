@@ -408,11 +408,19 @@ fn validate_names_the_file_and_the_limit_for_oversized_and_broken_data() {
 struct Served {
     child: std::process::Child,
     public: std::net::SocketAddr,
+    admin: std::net::SocketAddr,
+    /// The start-up line ("regiongate serving ...").
+    line: String,
     _dir: tempfile::TempDir,
 }
 
 impl Served {
     fn start() -> Served {
+        Served::start_with("", &[])
+    }
+
+    /// With `config` (TOML, may be empty) and extra environment variables.
+    fn start_with(config: &str, env: &[(&str, String)]) -> Served {
         use std::io::BufRead;
         let dir = tempfile::tempdir().expect("tmp");
         std::fs::create_dir_all(dir.path().join("custom")).expect("mkdir");
@@ -421,9 +429,13 @@ impl Served {
             crate::util::collection(&[crate::util::square_feature("ZONE", 0.0, 0.0, 1.0)]),
         )
         .expect("write");
+        let config_file = dir.path().join("regiongate.toml");
+        std::fs::write(&config_file, config).expect("write config");
         let mut child = Command::new(env!("CARGO_BIN_EXE_regiongate"))
             .args(["--regions", dir.path().to_str().expect("path"), "serve"])
             .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .args(["--config", config_file.to_str().expect("path")])
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -447,29 +459,36 @@ impl Served {
             !line.contains('\u{1b}'),
             "escape codes in a piped log: {line:?}"
         );
-        let public = line
+        // listen=ADDR admin=ADDR, in that order.
+        let mut addrs = line
             .split(|c: char| !(c.is_ascii_digit() || c == '.' || c == ':'))
-            .find(|w| w.starts_with("127.0.0.1:"))
-            .and_then(|w| w.trim_end_matches(':').parse().ok())
-            .expect("listen address in the log");
+            .filter(|w| w.starts_with("127.0.0.1:"))
+            .filter_map(|w| w.trim_end_matches(':').parse().ok());
+        let public = addrs.next().expect("listen address in the log");
+        let admin = addrs.next().expect("admin address in the log");
         Served {
             child,
             public,
+            admin,
+            line,
             _dir: dir,
         }
     }
 
+    /// The value of a Prometheus series on the admin listener's /metrics.
+    fn metric(&self, family: &str, labels: &[(&str, &str)]) -> f64 {
+        let mut s = std::net::TcpStream::connect(self.admin).expect("connect admin");
+        let out = send_and_read(
+            &mut s,
+            b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        );
+        crate::util::metric(&out, family, labels)
+    }
+
     /// Sends raw bytes; returns the status line and the body of the answer.
     fn exchange(&self, request: &[u8]) -> (String, String) {
-        use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(self.public).expect("connect");
-        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
-            .expect("timeout");
-        // The server may answer and close before it has read everything: ignore write errors.
-        let _ = s.write_all(request);
-        let mut out = Vec::new();
-        let _ = s.read_to_end(&mut out);
-        let text = String::from_utf8_lossy(&out).into_owned();
+        let text = send_and_read(&mut s, request);
         let status = text.lines().next().unwrap_or("").to_owned();
         let body = text
             .split_once("\r\n\r\n")
@@ -478,10 +497,140 @@ impl Served {
     }
 }
 
+/// Writes `request` and reads until the server closes (10 s at most): the answer as text. The
+/// server may answer and close before it has read everything, so write errors are ignored.
+fn send_and_read(s: &mut std::net::TcpStream, request: &[u8]) -> String {
+    use std::io::{Read, Write};
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("timeout");
+    let _ = s.write_all(request);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 impl Drop for Served {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// `connection_steering`: every value starts and says in its start-up line what is in
+/// effect; "cpu" pins each public thread to its own CPU and falls back to "hash" when the
+/// threads and the usable CPUs differ in number; every shard's connections are counted in
+/// `regiongate_shard_open_connections` (summing to `regiongate_open_connections`) and
+/// answered.
+#[test]
+fn connection_steering_modes_pin_count_and_fall_back() {
+    let cpus: Vec<usize> = core_affinity::get_core_ids()
+        .expect("the CPUs this process may use")
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    let cpu_list = cpus
+        .iter()
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let cases = [
+        ("cpu", cpus.len(), "cpu"),
+        ("cpu", cpus.len() + 1, "hash"),
+        ("hash", 2, "hash"),
+        ("shared", 2, "shared"),
+    ];
+    for (wanted, threads, in_effect) in cases {
+        let srv = Served::start_with(
+            &format!("connection_steering = \"{wanted}\"\n"),
+            &[("TOKIO_WORKER_THREADS", threads.to_string())],
+        );
+        let what = format!("{wanted} with {threads} threads");
+        assert!(
+            srv.line
+                .contains(&format!("connection_steering=\"{in_effect}\"")),
+            "{what}: {}",
+            srv.line
+        );
+        assert!(
+            srv.line.contains(&format!("public_threads={threads} ")),
+            "{what}: {}",
+            srv.line
+        );
+        let pinned = if in_effect == "cpu" {
+            cpu_list.as_str()
+        } else {
+            "-"
+        };
+        assert!(
+            srv.line.contains(&format!("cpus={pinned} ")),
+            "{what}: {}",
+            srv.line
+        );
+        // Where the kernel lets each public thread run, and the whole process.
+        let cpus_allowed = |status: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+                .expect("Cpus_allowed_list")
+                .trim()
+                .to_owned()
+        };
+        let process_cpus = cpus_allowed(
+            &std::fs::read_to_string(format!("/proc/{}/status", srv.child.id())).expect("status"),
+        );
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", srv.child.id())).expect("tasks");
+        let mut public = 0;
+        let mut names = Vec::new();
+        for task in tasks {
+            let task = task.expect("task").path();
+            let name = std::fs::read_to_string(task.join("comm")).expect("comm");
+            names.push(name.trim().to_owned());
+            let Some(shard) = name.trim().strip_prefix("public-") else {
+                continue;
+            };
+            let shard: usize = shard.parse().expect("shard number");
+            let allowed =
+                cpus_allowed(&std::fs::read_to_string(task.join("status")).expect("status"));
+            if in_effect == "cpu" {
+                assert_eq!(allowed, cpus[shard].to_string(), "{what}: shard {shard}");
+            } else {
+                assert_eq!(allowed, process_cpus, "{what}: shard {shard} is pinned");
+            }
+            public += 1;
+        }
+        assert_eq!(public, threads, "{what}: public threads among {names:?}");
+        // Open connections are counted per shard, and every connection is answered.
+        let mut conns: Vec<std::net::TcpStream> = (0..12)
+            .map(|_| std::net::TcpStream::connect(srv.public).expect("connect"))
+            .collect();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let per_shard = loop {
+            let per_shard: Vec<f64> = (0..threads)
+                .map(|i| {
+                    srv.metric(
+                        "regiongate_shard_open_connections",
+                        &[("shard", i.to_string().as_str())],
+                    )
+                })
+                .collect();
+            if per_shard.iter().sum::<f64>() == 12.0 || std::time::Instant::now() > deadline {
+                break per_shard;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        assert_eq!(per_shard.iter().sum::<f64>(), 12.0, "{what}: {per_shard:?}");
+        assert_eq!(
+            srv.metric("regiongate_open_connections", &[]),
+            12.0,
+            "{what}"
+        );
+        for c in &mut conns {
+            let answer = send_and_read(
+                c,
+                b"GET /v1/territory HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            );
+            assert!(answer.starts_with("HTTP/1.1 200 "), "{what}: {answer}");
+        }
     }
 }
 
