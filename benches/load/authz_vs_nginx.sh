@@ -45,6 +45,8 @@ NGINX_PORT=${NGINX_PORT:-18280}
 RG_PORT=${RG_PORT:-18180}
 RG_ADMIN_PORT=${RG_ADMIN_PORT:-18190}
 KEEP=${KEEP:-0}
+STEERING=${STEERING:-}
+NGINX_REUSEPORT=${NGINX_REUSEPORT:-0}
 IPS=${IPS:-$HERE/ips.txt}
 GEOIP2_MODULE=/usr/lib/nginx/modules/ngx_http_geoip2_module.so
 
@@ -121,9 +123,11 @@ echo "== build (cargo build --release)"
 (cd "$ROOT" && cargo build --release --quiet)
 BIN=$ROOT/target/release/regiongate
 
-echo "== nginx + geoip2 gate on 127.0.0.1:$NGINX_PORT (worker_processes $NGINX_WORKERS)"
+echo "== nginx + geoip2 gate on 127.0.0.1:$NGINX_PORT (worker_processes $NGINX_WORKERS, reuseport $NGINX_REUSEPORT)"
 mkdir -p "$WORK/nginx/logs" "$WORK/nginx/tmp"
-sed -e "s|__LISTEN__|127.0.0.1:$NGINX_PORT|" \
+NGINX_LISTEN="127.0.0.1:$NGINX_PORT"
+[ "$NGINX_REUSEPORT" = 1 ] && NGINX_LISTEN="$NGINX_LISTEN reuseport"
+sed -e "s|__LISTEN__|$NGINX_LISTEN|" \
     -e "s|__MMDB__|$ROOT/regions/ip/geoip.mmdb|" \
     -e "s|__WORKERS__|$NGINX_WORKERS|" \
     "$HERE/nginx-gate.conf" >"$WORK/nginx/gate.conf"
@@ -132,10 +136,10 @@ sed -e "s|__LISTEN__|127.0.0.1:$NGINX_PORT|" \
     -g "daemon off; pid $WORK/nginx/nginx.pid;" 2>"$WORK/nginx/stderr" &
 NGINX_PID=$!
 
-cat >"$WORK/regiongate.toml" <<'EOF'
-[client]
-trusted_proxies = ["127.0.0.1/32"]
-EOF
+{
+    [ -n "$STEERING" ] && echo "connection_steering = \"$STEERING\""
+    printf '[client]\ntrusted_proxies = ["127.0.0.1/32"]\n'
+} >"$WORK/regiongate.toml"
 
 start_regiongate() {
     # $1: RUST_LOG level, $2: log file
@@ -145,7 +149,7 @@ start_regiongate() {
     wait_http "http://127.0.0.1:$RG_ADMIN_PORT/readyz" regiongate 200
 }
 
-echo "== regiongate on 127.0.0.1:$RG_PORT (embedded data, trusted_proxies 127.0.0.1/32)"
+echo "== regiongate on 127.0.0.1:$RG_PORT (embedded data, trusted_proxies 127.0.0.1/32, connection_steering ${STEERING:-default})"
 start_regiongate warn "$WORK/regiongate-warn.log"
 wait_http "http://127.0.0.1:$NGINX_PORT/v1/authz" nginx
 
