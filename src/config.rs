@@ -76,11 +76,14 @@ pub enum Mode {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Steering {
+    /// [`Steering::Cpu`] when the public listener is on a loopback address (its clients are
+    /// processes on the same host, such as the nginx sidecar), else [`Steering::Hash`].
+    Auto,
     /// Shard *i* runs pinned to the *i*-th CPU the process may use, and the kernel hands it
     /// the connections whose packets arrive on that CPU (`SO_INCOMING_CPU`): a connection's
-    /// packets, socket and thread stay on one CPU. For a client on the same host (the nginx
-    /// sidecar) and NICs that spread packets over all CPUs (RSS/RPS). Falls back to
-    /// [`Steering::Hash`] when the shards and the usable CPUs differ in number.
+    /// packets, socket and thread stay on one CPU. For clients on the same host and NICs
+    /// that spread packets over all CPUs (RSS/RPS). Falls back to [`Steering::Hash`] when
+    /// the shards and the usable CPUs differ in number or pinning is refused.
     Cpu,
     /// The kernel spreads connections over the shards by a hash of their addresses and
     /// ports; the scheduler places the threads.
@@ -94,6 +97,7 @@ impl Steering {
     /// The configuration value.
     pub fn as_str(self) -> &'static str {
         match self {
+            Steering::Auto => "auto",
             Steering::Cpu => "cpu",
             Steering::Hash => "hash",
             Steering::Shared => "shared",
@@ -739,7 +743,7 @@ impl Config {
             watch: raw.watch.unwrap_or(true),
             log_format,
             log_client_ip: raw.log_client_ip.unwrap_or(false),
-            connection_steering: raw.connection_steering.unwrap_or(Steering::Cpu),
+            connection_steering: raw.connection_steering.unwrap_or(Steering::Auto),
             mode,
             policy,
             client: ClientAddressPolicy {

@@ -231,44 +231,68 @@ fn run_serve(cli: &Cli, a: &ServeArgs) -> Result<u8, Exit> {
         return Ok(0);
     }
     // The public listener runs as one shard per core: a current-thread runtime on a thread
-    // of its own, with its own SO_REUSEPORT socket (nginx's worker-per-core shape). Measured
-    // on the 2-core machine against one multi-thread runtime with 2 workers: 1.6x the
-    // requests per second on the auth-subrequest load (benches/README.md, "HTTP load"); the
-    // work-stealing scheduler's cross-thread wake-ups and shared queues cost more than they
-    // balance for requests this short. Everything else (admin listener, signals, reloads,
-    // the data watch, the report) runs on a current-thread runtime on the main thread.
-    // `connection_steering` decides how the shards share connections and whether each is
-    // pinned to a CPU (benches/README.md, "Connection steering").
-    let usable_cpus: Vec<usize> = core_affinity::get_core_ids()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|c| c.id)
-        .collect();
+    // of its own (nginx's worker-per-core shape). Measured on the 2-core machine against one
+    // multi-thread runtime with 2 workers: 1.6x the requests per second on the
+    // auth-subrequest load (benches/README.md, "HTTP load"); the work-stealing scheduler's
+    // cross-thread wake-ups and shared queues cost more than they balance for requests this
+    // short. Everything else (admin listener, signals, reloads, the data watch, the report)
+    // runs on a current-thread runtime on the main thread. `connection_steering` decides how
+    // the shards share connections and whether each is pinned to a CPU (docs/operations.md,
+    // "Threads and connection steering"; benches/README.md, "Latest: connection steering").
+    use regiongate::server::cpus;
+    let usable_cpus = cpus::usable();
     let mut plan = regiongate::server::plan_shards(
         public_threads().map_err(|e| Exit(EXIT_CONFIG, e))?,
         config.connection_steering,
+        config.listen,
         &usable_cpus,
     );
+    // A seccomp filter may refuse sched_setaffinity (for every thread alike). Steering
+    // connections by CPU to threads the scheduler moves would only add cross-CPU traffic.
+    if let Some(&cpu) = plan.cpus.first()
+        && !cpus::can_pin(cpu)
+    {
+        plan = plan.unpinned("the kernel refuses to pin threads (sched_setaffinity)".to_owned());
+    }
+    if let Some(why) = &plan.fallback
+        && config.connection_steering == Steering::Cpu
+    {
+        tracing::warn!(
+            reason = %why,
+            "connection_steering \"cpu\" cannot be honoured; using \"hash\""
+        );
+    }
     let mut public_runtimes = Vec::with_capacity(plan.shards);
-    let mut unpinned = false;
     for i in 0..plan.shards {
+        // Threads a public runtime starts itself (its blocking pool: DNS lookups of the
+        // proxy's client) would inherit the public thread's one CPU: they get them all back.
+        let all_cpus = usable_cpus.clone();
+        let pinned = !plan.cpus.is_empty();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
+            .on_thread_start(move || {
+                if pinned {
+                    cpus::restrict_current_thread(&all_cpus);
+                }
+            })
             .build()
             .map_err(|e| Exit(1, e.into()))?;
         let handle = rt.handle().clone();
         // The thread drives the runtime until told to stop (or main's end drops the sender).
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let cpu = plan.cpus.get(i).copied();
-        // Told once the thread has its name and its CPU (whether pinning worked), so both hold
-        // by the start-up line.
-        let (started_tx, started) = std::sync::mpsc::sync_channel::<bool>(1);
+        // Told once the thread has its name and its CPU, so both hold by the start-up line.
+        let (started_tx, started) = std::sync::mpsc::sync_channel::<()>(1);
         let thread = std::thread::Builder::new()
             .name(format!("public-{i}"))
             .spawn(move || {
-                let pinned = cpu
-                    .is_none_or(|id| core_affinity::set_for_current(core_affinity::CoreId { id }));
-                let _ = started_tx.send(pinned);
+                if let Some(cpu) = cpu
+                    && !cpus::restrict_current_thread(&[cpu])
+                {
+                    // Pinning worked on the probe thread a moment ago.
+                    tracing::warn!(shard = i, cpu, "cannot pin the public thread to its CPU");
+                }
+                let _ = started_tx.send(());
                 rt.block_on(async {
                     let _ = stopped.await;
                 });
@@ -276,17 +300,8 @@ fn run_serve(cli: &Cli, a: &ServeArgs) -> Result<u8, Exit> {
             .map_err(|e| Exit(1, e.into()))?;
         // An error here means the thread is already gone; the listener's registration on
         // its runtime then fails and says so.
-        unpinned |= !started.recv().unwrap_or(true);
+        let _ = started.recv();
         public_runtimes.push((handle, stop, thread));
-    }
-    if unpinned {
-        // E.g. a seccomp filter that refuses sched_setaffinity (then every thread fails
-        // alike). Steering connections by CPU to threads the scheduler moves would only add
-        // cross-CPU traffic.
-        tracing::warn!(
-            "cannot pin the public threads to their CPUs: connection_steering \"cpu\" falls back to \"hash\""
-        );
-        plan = regiongate::server::plan_shards(plan.shards, Steering::Hash, &[]);
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -337,6 +352,10 @@ async fn serve(
         .await
         .with_context(|| format!("cannot listen on {}", config.admin_listen))?;
     let metrics = Metrics::new(prometheus::Registry::new()).context("metrics registry")?;
+    metrics
+        .public_threads
+        .with_label_values(&[plan.steering.as_str()])
+        .set(i64::try_from(plan.shards).unwrap_or(i64::MAX));
     let version = snapshot.version.clone();
     let ip_db = snapshot
         .ip
@@ -350,6 +369,7 @@ async fn serve(
         public_threads = plan.shards,
         connection_steering = plan.steering.as_str(),
         cpus = %plan.cpu_list(),
+        steering_fallback = plan.fallback.as_deref().unwrap_or("-"),
         mode = ?app.config.mode,
         data_version = %version,
         ip_database = %ip_db,

@@ -304,6 +304,9 @@ pub struct Metrics {
     /// Open connections on the public listener by shard (public thread): how evenly the
     /// connection steering spreads them.
     pub shard_connections: IntGaugeVec,
+    /// Public threads (shards), labelled with the connection steering in effect (set once at
+    /// start by whoever runs the shards).
+    pub public_threads: IntGaugeVec,
     /// Connections of the public listener closed to make room at the connection limit
     /// (counted by `shed::Slots`).
     pub connections_shed: IntCounter,
@@ -351,6 +354,13 @@ impl Metrics {
             ),
             &["shard"],
         )?;
+        let public_threads = IntGaugeVec::new(
+            Opts::new(
+                "regiongate_public_threads",
+                "Public threads (shards) by the connection steering in effect",
+            ),
+            &["steering"],
+        )?;
         let connections_shed = IntCounter::new(
             "regiongate_connections_shed_total",
             "Connections closed unanswered to make room at the connection limit",
@@ -388,6 +398,7 @@ impl Metrics {
         registry.register(Box::new(upstream_errors.clone()))?;
         registry.register(Box::new(open_connections.clone()))?;
         registry.register(Box::new(shard_connections.clone()))?;
+        registry.register(Box::new(public_threads.clone()))?;
         registry.register(Box::new(connections_shed.clone()))?;
         registry.register(Box::new(build.clone()))?;
         registry.register(Box::new(data_version.clone()))?;
@@ -412,6 +423,7 @@ impl Metrics {
             upstream_errors,
             open_connections,
             shard_connections,
+            public_threads,
             connections_shed,
             data_version,
             reloads,

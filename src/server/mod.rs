@@ -11,6 +11,7 @@
 
 pub mod admin;
 pub mod authz;
+pub mod cpus;
 mod fast;
 pub mod metrics;
 pub mod preflight;
@@ -545,9 +546,9 @@ pub async fn run(
     serve(app, Public::Here(public_listener), admin_listener, shutdown).await
 }
 
-/// Like [`run`], with the public side split into shards: one listening socket per runtime
-/// (`SO_REUSEPORT` sockets on the same address, the kernel spreads connections over them),
-/// each serving its connections on its own runtime, typically a current-thread runtime on a
+/// Like [`run`], with the public side split into shards: one listener per runtime (from
+/// [`bind_shards`]: `SO_REUSEPORT` sockets on one address, or one shared socket), each
+/// serving its connections on its own runtime, typically a current-thread runtime on a
 /// thread of its own (one per core, the way nginx runs one worker process per core). The admin
 /// listener, the report task and the coordination run on the current runtime. The connection
 /// limit is shared by all shards.
@@ -570,10 +571,13 @@ pub async fn run_sharded(
 pub struct ShardPlan {
     /// How many shards (at least one).
     pub shards: usize,
-    /// The steering in effect.
+    /// The steering in effect: never [`Steering::Auto`].
     pub steering: Steering,
     /// With [`Steering::Cpu`]: shard *i*'s CPU. Empty otherwise.
     pub cpus: Vec<usize>,
+    /// Why [`Steering::Cpu`] was wanted (asked for, or `auto` on a loopback listener) but is
+    /// not in effect.
+    pub fallback: Option<String>,
 }
 
 impl ShardPlan {
@@ -586,30 +590,54 @@ impl ShardPlan {
         let ids: Vec<String> = self.cpus.iter().map(usize::to_string).collect();
         ids.join(",")
     }
-}
 
-/// Plans `shards` public shards with the `wanted` steering, given the CPUs this process may
-/// run on (its affinity mask, in order). [`Steering::Cpu`] needs exactly one usable CPU per
-/// shard, each shard pinned to its own; otherwise (more or fewer shards than CPUs, or the CPUs
-/// unknown) it falls back to [`Steering::Hash`] and the scheduler places the threads.
-pub fn plan_shards(shards: usize, wanted: Steering, usable_cpus: &[usize]) -> ShardPlan {
-    let shards = shards.max(1);
-    match wanted {
-        Steering::Cpu if cfg!(target_os = "linux") && usable_cpus.len() == shards => ShardPlan {
-            shards,
-            steering: Steering::Cpu,
-            cpus: usable_cpus.to_vec(),
-        },
-        Steering::Cpu => ShardPlan {
-            shards,
+    /// The same shards with [`Steering::Hash`] and nothing pinned, because of `why`.
+    pub fn unpinned(self, why: String) -> ShardPlan {
+        ShardPlan {
+            shards: self.shards,
             steering: Steering::Hash,
             cpus: Vec::new(),
-        },
-        other => ShardPlan {
-            shards,
-            steering: other,
-            cpus: Vec::new(),
-        },
+            fallback: Some(why),
+        }
+    }
+}
+
+/// Plans `shards` public shards on `listen` with the `wanted` steering, given the CPUs this
+/// process may run on (its affinity mask, in order; [`cpus::usable`]). [`Steering::Auto`] is
+/// [`Steering::Cpu`] on a loopback address, else [`Steering::Hash`]. [`Steering::Cpu`] needs
+/// exactly one usable CPU per shard, each shard pinned to its own; otherwise (more or fewer
+/// shards than CPUs, or the CPUs unknown) it falls back to [`Steering::Hash`] and the
+/// scheduler places the threads.
+pub fn plan_shards(
+    shards: usize,
+    wanted: Steering,
+    listen: SocketAddr,
+    usable_cpus: &[usize],
+) -> ShardPlan {
+    let shards = shards.max(1);
+    let wanted = match wanted {
+        Steering::Auto if listen.ip().is_loopback() => Steering::Cpu,
+        Steering::Auto => Steering::Hash,
+        other => other,
+    };
+    let plan = ShardPlan {
+        shards,
+        steering: wanted,
+        cpus: Vec::new(),
+        fallback: None,
+    };
+    if wanted != Steering::Cpu {
+        plan
+    } else if usable_cpus.len() != shards {
+        plan.unpinned(format!(
+            "{shards} public threads for {} usable CPUs",
+            usable_cpus.len()
+        ))
+    } else {
+        ShardPlan {
+            cpus: usable_cpus.to_vec(),
+            ..plan
+        }
     }
 }
 
@@ -932,27 +960,47 @@ mod tests {
 
     #[test]
     fn cpu_steering_needs_one_usable_cpu_per_shard() {
-        let plan = plan_shards(2, Steering::Cpu, &[4, 6]);
-        if cfg!(target_os = "linux") {
-            assert_eq!(plan.steering, Steering::Cpu);
+        let lo: SocketAddr = "127.0.0.1:8080".parse().expect("addr");
+        let lo6: SocketAddr = "[::1]:8080".parse().expect("addr");
+        let any: SocketAddr = "0.0.0.0:8080".parse().expect("addr");
+        for (wanted, listen) in [
+            (Steering::Cpu, any),
+            (Steering::Auto, lo),
+            (Steering::Auto, lo6),
+        ] {
+            let plan = plan_shards(2, wanted, listen, &[4, 6]);
+            assert_eq!(plan.steering, Steering::Cpu, "{wanted:?} {listen}");
             assert_eq!(plan.cpus, vec![4, 6]);
             assert_eq!(plan.cpu_list(), "4,6");
-        } else {
-            assert_eq!(plan.steering, Steering::Hash);
+            assert_eq!(plan.fallback, None);
         }
-        // More or fewer shards than CPUs, or the CPUs unknown: hash, nothing pinned.
+        // Auto off loopback: hash, and that is no fallback.
+        let plan = plan_shards(2, Steering::Auto, any, &[4, 6]);
+        assert_eq!(
+            (plan.steering, plan.cpu_list(), plan.fallback),
+            (Steering::Hash, "-".to_owned(), None)
+        );
+        // More or fewer shards than CPUs, or the CPUs unknown: hash, nothing pinned, and why.
         for (shards, cpus) in [(3, &[0, 1][..]), (1, &[0, 1][..]), (2, &[][..])] {
-            let plan = plan_shards(shards, Steering::Cpu, cpus);
+            let plan = plan_shards(shards, Steering::Cpu, lo, cpus);
             assert_eq!(plan.steering, Steering::Hash, "{shards} {cpus:?}");
             assert!(plan.cpus.is_empty());
             assert_eq!(plan.cpu_list(), "-");
             assert_eq!(plan.shards, shards);
+            assert_eq!(
+                plan.fallback,
+                Some(format!(
+                    "{shards} public threads for {} usable CPUs",
+                    cpus.len()
+                ))
+            );
         }
         // The other steerings never pin; zero shards is one.
         for s in [Steering::Hash, Steering::Shared] {
-            let plan = plan_shards(0, s, &[0]);
+            let plan = plan_shards(0, s, lo, &[0]);
             assert_eq!((plan.shards, plan.steering), (1, s));
             assert!(plan.cpus.is_empty());
+            assert_eq!(plan.fallback, None);
         }
     }
 
@@ -965,6 +1013,7 @@ mod tests {
             shards: 2,
             steering: Steering::Cpu,
             cpus: vec![1, 0],
+            fallback: None,
         };
         let listeners = bind_shards("127.0.0.1:0".parse().expect("addr"), &plan).expect("bind");
         let got: Vec<Option<usize>> = listeners
@@ -980,7 +1029,7 @@ mod tests {
     async fn bind_shards_shares_one_socket_only_when_asked() {
         let addr: SocketAddr = "127.0.0.1:0".parse().expect("addr");
         for steering in [Steering::Hash, Steering::Shared] {
-            let plan = plan_shards(3, steering, &[]);
+            let plan = plan_shards(3, steering, addr, &[]);
             let listeners = bind_shards(addr, &plan).expect("bind");
             assert_eq!(listeners.len(), 3);
             let port = listeners[0].local_addr().expect("addr").port();

@@ -516,25 +516,25 @@ impl Drop for Served {
     }
 }
 
-/// `connection_steering`: every value starts and says in its start-up line what is in
-/// effect; "cpu" pins each public thread to its own CPU and falls back to "hash" when the
-/// threads and the usable CPUs differ in number; every shard's connections are counted in
-/// `regiongate_shard_open_connections` (summing to `regiongate_open_connections`) and
-/// answered.
+/// `connection_steering`: every value starts and says in its start-up line and in
+/// `regiongate_public_threads` what is in effect; "auto" on loopback is "cpu", which pins each
+/// public thread to its own CPU and gives each the connections made from its CPU; "cpu" falls
+/// back to "hash" when the threads and the usable CPUs differ in number; every shard's
+/// connections are counted in `regiongate_shard_open_connections` (summing to
+/// `regiongate_open_connections`) and answered.
+#[cfg(target_os = "linux")]
 #[test]
-fn connection_steering_modes_pin_count_and_fall_back() {
-    let cpus: Vec<usize> = core_affinity::get_core_ids()
-        .expect("the CPUs this process may use")
-        .into_iter()
-        .map(|c| c.id)
-        .collect();
+fn connection_steering_modes_pin_steer_count_and_fall_back() {
+    use regiongate::server::cpus;
+    let cpus = cpus::usable();
+    assert!(!cpus.is_empty(), "the CPUs this process may use");
     let cpu_list = cpus
         .iter()
         .map(usize::to_string)
         .collect::<Vec<_>>()
         .join(",");
     let cases = [
-        ("cpu", cpus.len(), "cpu"),
+        ("auto", cpus.len(), "cpu"),
         ("cpu", cpus.len() + 1, "hash"),
         ("hash", 2, "hash"),
         ("shared", 2, "shared"),
@@ -555,6 +555,20 @@ fn connection_steering_modes_pin_count_and_fall_back() {
             srv.line.contains(&format!("public_threads={threads} ")),
             "{what}: {}",
             srv.line
+        );
+        let fallback = if wanted == "cpu" && in_effect == "hash" {
+            format!(
+                "steering_fallback=\"{threads} public threads for {} usable CPUs\"",
+                cpus.len()
+            )
+        } else {
+            "steering_fallback=\"-\"".to_owned()
+        };
+        assert!(srv.line.contains(&fallback), "{what}: {}", srv.line);
+        assert_eq!(
+            srv.metric("regiongate_public_threads", &[("steering", in_effect)]),
+            threads as f64,
+            "{what}"
         );
         let pinned = if in_effect == "cpu" {
             cpu_list.as_str()
@@ -599,10 +613,20 @@ fn connection_steering_modes_pin_count_and_fall_back() {
             public += 1;
         }
         assert_eq!(public, threads, "{what}: public threads among {names:?}");
-        // Open connections are counted per shard, and every connection is answered.
-        let mut conns: Vec<std::net::TcpStream> = (0..12)
-            .map(|_| std::net::TcpStream::connect(srv.public).expect("connect"))
-            .collect();
+        // Open connections are counted per shard, and every connection is answered. 16 are
+        // made from the last usable CPU, 4 from the first: with cpu steering (loopback: a
+        // connection arrives on the CPU that makes it) each goes to the shard pinned there.
+        // (A spread by hash matches that split by chance about once in 200 runs.)
+        let mut conns = Vec::new();
+        for (cpu, n) in [(cpus[cpus.len() - 1], 16), (cpus[0], 4)] {
+            assert!(cpus::restrict_current_thread(&[cpu]), "pin the test thread");
+            conns
+                .extend((0..n).map(|_| std::net::TcpStream::connect(srv.public).expect("connect")));
+        }
+        assert!(
+            cpus::restrict_current_thread(&cpus),
+            "unpin the test thread"
+        );
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         let per_shard = loop {
             let per_shard: Vec<f64> = (0..threads)
@@ -613,15 +637,21 @@ fn connection_steering_modes_pin_count_and_fall_back() {
                     )
                 })
                 .collect();
-            if per_shard.iter().sum::<f64>() == 12.0 || std::time::Instant::now() > deadline {
+            if per_shard.iter().sum::<f64>() == 20.0 || std::time::Instant::now() > deadline {
                 break per_shard;
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         };
-        assert_eq!(per_shard.iter().sum::<f64>(), 12.0, "{what}: {per_shard:?}");
+        if in_effect == "cpu" {
+            let mut want = vec![0.0; threads];
+            want[threads - 1] += 16.0;
+            want[0] += 4.0;
+            assert_eq!(per_shard, want, "{what}: connections by shard");
+        }
+        assert_eq!(per_shard.iter().sum::<f64>(), 20.0, "{what}: {per_shard:?}");
         assert_eq!(
             srv.metric("regiongate_open_connections", &[]),
-            12.0,
+            20.0,
             "{what}"
         );
         for c in &mut conns {

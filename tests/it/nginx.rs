@@ -243,6 +243,17 @@ fn start_origin() -> u16 {
     port
 }
 
+/// The public and admin ports of the `regiongate serving listen=ADDR admin=ADDR` line.
+fn serving_ports(log: &str) -> Option<(u16, u16)> {
+    let line = log.lines().find(|l| l.contains("regiongate serving"))?;
+    let port = |key: &str| -> Option<u16> {
+        let rest = &line[line.find(key)? + key.len()..];
+        let addr = rest.split_whitespace().next()?;
+        addr.parse::<std::net::SocketAddr>().ok().map(|a| a.port())
+    };
+    Some((port(" listen=")?, port(" admin=")?))
+}
+
 fn wait_until(what: &str, procs: &mut Procs, name: &str, mut ready: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(120);
     while !ready() {
@@ -287,7 +298,7 @@ fn nginx_auth_request_in_front_of_regiongate() {
     for d in ["logs", "tmp", "client-address.d"] {
         std::fs::create_dir_all(dir.join(d)).expect("mkdir");
     }
-    let (public, admin, front) = (free_port(), free_port(), free_port());
+    let front = free_port();
     let origin = start_origin();
     let mut procs = Procs {
         children: Vec::new(),
@@ -312,14 +323,22 @@ fn nginx_auth_request_in_front_of_regiongate() {
         .arg("serve")
         .arg("--config")
         .arg(&toml)
-        .args(["--listen", &format!("127.0.0.1:{public}")])
-        .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
+        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
         .expect("regiongate starts");
     procs.children.push(("regiongate", child));
+    // Its ports, from its start-up line: picked by the kernel, so no other process can take
+    // them between a test's choice and regiongate's bind.
+    let mut ports = None;
+    wait_until("regiongate is serving", &mut procs, "regiongate", || {
+        let log = std::fs::read_to_string(dir.join("regiongate.log")).unwrap_or_default();
+        ports = serving_ports(&log);
+        ports.is_some()
+    });
+    let (public, admin) = ports.expect("ports in the start-up line");
 
     // nginx with deploy/nginx/nginx.conf; the listener's address comes from a test header
     // through the file's client-address.d/ include (all test traffic is from 127.0.0.1).
