@@ -20,11 +20,16 @@
 # the whole sequence again and reports the median), PIN=0 (1: servers on CPU 0 with one worker
 # each: one nginx worker process, one regiongate public thread via TOKIO_WORKER_THREADS=1; wrk
 # on CPU 1 with one thread), NGINX_PORT=18280 RG_PORT=18180 RG_ADMIN_PORT=18190,
-# KEEP=0 (1: keep the work directory with the raw wrk outputs and logs).
+# KEEP=0 (1: keep the work directory with the raw wrk outputs and logs),
+# STEERING= (regiongate's connection_steering: auto, cpu, hash or shared; empty: its default,
+# auto, which is cpu on this loopback listener; each start prints the steering in effect),
+# NGINX_REUSEPORT=0 (1: nginx `listen ... reuseport`, one socket per worker, hash steering;
+# default: nginx's own default, one listening socket shared by the workers).
 #
 # Without PIN both servers get the same two cores and one worker per core: nginx
 # `worker_processes auto` (2 processes), regiongate one public thread per core (2; see
-# `public_threads` in src/main.rs). wrk's two threads share those cores with them.
+# `public_threads` in src/main.rs), each pinned to its core by cpu steering. wrk's two
+# threads share those cores with them.
 #
 # Needs: cargo, nginx with libnginx-mod-http-geoip2, wrk, curl, python3
 # (Debian: apt-get install -y nginx libnginx-mod-http-geoip2 wrk curl).
@@ -147,6 +152,8 @@ start_regiongate() {
         --listen "127.0.0.1:$RG_PORT" --admin-listen "127.0.0.1:$RG_ADMIN_PORT" 2>"$2" &
     RG_PID=$!
     wait_http "http://127.0.0.1:$RG_ADMIN_PORT/readyz" regiongate 200
+    echo "   regiongate in effect: $(curl -s "http://127.0.0.1:$RG_ADMIN_PORT/metrics" |
+        grep '^regiongate_public_threads' || echo 'public threads unknown')"
 }
 
 echo "== regiongate on 127.0.0.1:$RG_PORT (embedded data, trusted_proxies 127.0.0.1/32, connection_steering ${STEERING:-default})"
