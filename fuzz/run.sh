@@ -6,7 +6,7 @@
 #   fuzz/run.sh [SECONDS] [TARGET...]     SECONDS per target (default: $FUZZ_SECONDS or 20)
 #   FUZZ_JOBS=N fuzz/run.sh ...           N targets at a time (default 1; each uses one core)
 #
-#   CI (.ci/run, last step):  FUZZ_JOBS=$(nproc) fuzz/run.sh 20     clean fuzz/target
+#   CI (.ci/run, last step):  FUZZ_JOBS=$(nproc) fuzz/run.sh 10     clean fuzz/target
 #   locally, longer:          fuzz/run.sh 300                       or FUZZ_SECONDS=300
 #
 # Measured on the 2-core machine (docs/bad-input.md, "Build and CI"): a clean build of all
