@@ -22,8 +22,8 @@
 //! for one slow client.
 
 use crate::util::{
-    TestServer, call, collection, get, metric, now_unix, raw_exchange, request, send_streaming,
-    small_world, square_feature, within,
+    RUST_LOG_WARN_AND_START_UP, TestServer, call, collection, get, metric, now_unix, raw_exchange,
+    request, send_streaming, serving_ports, small_world, square_feature, within,
 };
 use bytes::Bytes;
 use http::StatusCode;
@@ -929,13 +929,6 @@ async fn reload_storms_coalesce_and_end_on_the_current_data() {
 
 // ---- The real binary ------------------------------------------------------------------------------
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port")
-}
-
 /// Whether this process runs with effective uid 0 (file permissions do not stop it).
 fn running_as_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
@@ -961,7 +954,6 @@ impl Service {
     /// Starts the binary with `config` (written to `work`); as the user `nobody` if this test
     /// runs as root and `unprivileged` is asked for (`work` must then be readable by all).
     async fn start(work: &Path, config: &str, unprivileged: bool) -> Service {
-        let (public, admin) = (free_port(), free_port());
         let cfg = work.join("regiongate.toml");
         std::fs::write(&cfg, config).expect("write config");
         let log = work.join("stderr.log");
@@ -983,16 +975,17 @@ impl Service {
         cmd.arg("serve")
             .arg("--config")
             .arg(&cfg)
-            .args(["--listen", &format!("127.0.0.1:{public}")])
-            .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
-            .env("RUST_LOG", "warn")
+            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .env("RUST_LOG", RUST_LOG_WARN_AND_START_UP)
             .stdout(std::process::Stdio::null())
             .stderr(err);
         let child = cmd.spawn().expect("start regiongate");
+        // The ports are the kernel's pick at the bind, read from the start-up line; until
+        // then they are unknown (0).
         let mut svc = Service {
             child,
-            public: ([127, 0, 0, 1], public).into(),
-            admin: ([127, 0, 0, 1], admin).into(),
+            public: ([127, 0, 0, 1], 0).into(),
+            admin: ([127, 0, 0, 1], 0).into(),
             log,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -1000,7 +993,13 @@ impl Service {
             if let Ok(Some(status)) = svc.child.try_wait() {
                 panic!("regiongate exited at start ({status}):\n{}", svc.log());
             }
-            if TcpStream::connect(svc.admin).await.is_ok() {
+            if svc.admin.port() == 0
+                && let Some((public, admin)) = serving_ports(&svc.log())
+            {
+                svc.public.set_port(public);
+                svc.admin.set_port(admin);
+            }
+            if svc.admin.port() != 0 && TcpStream::connect(svc.admin).await.is_ok() {
                 break;
             }
             assert!(Instant::now() < deadline, "not ready:\n{}", svc.log());

@@ -3,6 +3,7 @@
 //!
 //! nginx must be installed (`.ci/run` installs it); without it the test fails, it does not skip.
 
+use crate::util::serving_ports;
 use regiongate::config::{Config, Mode, Overrides};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -241,17 +242,6 @@ fn start_origin() -> u16 {
         }
     });
     port
-}
-
-/// The public and admin ports of the `regiongate serving listen=ADDR admin=ADDR` line.
-fn serving_ports(log: &str) -> Option<(u16, u16)> {
-    let line = log.lines().find(|l| l.contains("regiongate serving"))?;
-    let port = |key: &str| -> Option<u16> {
-        let rest = &line[line.find(key)? + key.len()..];
-        let addr = rest.split_whitespace().next()?;
-        addr.parse::<std::net::SocketAddr>().ok().map(|a| a.port())
-    };
-    Some((port(" listen=")?, port(" admin=")?))
 }
 
 fn wait_until(what: &str, procs: &mut Procs, name: &str, mut ready: impl FnMut() -> bool) {

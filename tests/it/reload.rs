@@ -2,19 +2,12 @@
 //! a Kubernetes ConfigMap `..data` symlink swap), SIGHUP, and a broken file that is rejected
 //! while the old data keeps answering.
 
-use crate::util::{collection, square_feature};
+use crate::util::{RUST_LOG_WARN_AND_START_UP, collection, spawn_serving, square_feature};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port")
-}
 
 fn licence(territory: &str) -> String {
     format!(
@@ -56,22 +49,15 @@ impl Drop for Server {
 }
 
 fn start(regions: &Path) -> Server {
-    let (port, admin) = (free_port(), free_port());
-    let child = Command::new(env!("CARGO_BIN_EXE_regiongate"))
-        .args([
-            "serve",
-            "--regions",
-            regions.to_str().expect("path"),
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--admin-listen",
-            &format!("127.0.0.1:{admin}"),
-        ])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starts");
+    // Ports picked by the kernel at the bind, read from the start-up line.
+    let (child, port, admin) = spawn_serving(
+        Command::new(env!("CARGO_BIN_EXE_regiongate"))
+            .args(["serve", "--regions", regions.to_str().expect("path")])
+            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .env("RUST_LOG", RUST_LOG_WARN_AND_START_UP)
+            .stdout(Stdio::null()),
+        Duration::from_secs(20),
+    );
     let s = Server { child, port, admin };
     let deadline = Instant::now() + Duration::from_secs(20);
     while get(s.admin, "/readyz").is_none() {

@@ -7,7 +7,7 @@
 //!
 //! Also: the configuration files shipped in `deploy/` (Kubernetes, systemd) load.
 
-use crate::util::{collection, square_feature};
+use crate::util::{RUST_LOG_WARN_AND_START_UP, collection, spawn_serving, square_feature};
 use regiongate::config::{Config, Overrides};
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -19,13 +19,6 @@ use std::time::{Duration, Instant};
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/sync/s3-sync.sh");
 const BIN: &str = env!("CARGO_BIN_EXE_regiongate");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port")
-}
 
 /// A complete small data directory: countries DE (0..10, 0..10) and FR (10..20, 0..10), and
 /// a licence for track T1 in `territories` (TOML array items, e.g. `"DE", "FR"`).
@@ -215,23 +208,16 @@ fn admin_text(s: &Server, path: &str) -> String {
 }
 
 fn start(regions: &Path) -> Server {
-    let (port, admin) = (free_port(), free_port());
-    let child = Command::new(BIN)
-        .args([
-            "serve",
-            "--regions",
-            regions.to_str().expect("path"),
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--admin-listen",
-            &format!("127.0.0.1:{admin}"),
-        ])
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starts");
+    // Ports picked by the kernel at the bind, read from the start-up line.
+    let (child, port, admin) = spawn_serving(
+        Command::new(BIN)
+            .args(["serve", "--regions", regions.to_str().expect("path")])
+            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .env("RUST_LOG", RUST_LOG_WARN_AND_START_UP)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null()),
+        Duration::from_secs(20),
+    );
     let s = Server { child, port, admin };
     let deadline = Instant::now() + Duration::from_secs(20);
     while get(s.admin, "/readyz").is_err() {

@@ -344,3 +344,78 @@ pub fn metric(text: &str, family: &str, labels: &[(&str, &str)]) -> f64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
+
+// ---- The real binary: its ports, from its start-up line ----------------------------------------
+//
+// A test that starts `regiongate serve` passes `--listen 127.0.0.1:0 --admin-listen
+// 127.0.0.1:0` and reads the ports the kernel gave it from its start-up line. A port probed
+// with a listener that is then dropped is not reserved: another socket (a client connection of
+// a test running alongside, say) can take it before regiongate binds, which then fails with
+// "Address already in use".
+
+/// A `RUST_LOG` for `regiongate serve` that keeps warnings and errors only, but for the
+/// binary's own lines (target `regiongate`): its start-up line, logged at INFO, which
+/// [`serving_ports`] reads. Request decision lines (`regiongate::decision`) and the library's
+/// other INFO lines (reloads, draining) stay off.
+pub const RUST_LOG_WARN_AND_START_UP: &str = "warn,regiongate=info,regiongate::=warn";
+
+/// The public and admin ports of the start-up line `regiongate serving listen=ADDR admin=ADDR
+/// ...` in `log` (regiongate's stderr so far); `None` while that line is not there yet.
+pub fn serving_ports(log: &str) -> Option<(u16, u16)> {
+    let line = log.lines().find(|l| l.contains("regiongate serving"))?;
+    let port = |key: &str| -> Option<u16> {
+        let rest = &line[line.find(key)? + key.len()..];
+        let addr = rest.split_whitespace().next()?;
+        addr.parse::<SocketAddr>().ok().map(|a| a.port())
+    };
+    Some((port(" listen=")?, port(" admin=")?))
+}
+
+/// Spawns `cmd`, a `regiongate serve` on `127.0.0.1:0` ports whose log level lets its start-up
+/// line through, with its stderr piped, and waits at most `limit` for that line: the child and
+/// its public and admin ports. Its stderr is read to the end (the pipe never fills) and dropped
+/// after that line. Fails with the stderr so far if the child exits first; kills it on a
+/// timeout.
+pub fn spawn_serving(
+    cmd: &mut std::process::Command,
+    limit: Duration,
+) -> (std::process::Child, u16, u16) {
+    use std::io::BufRead;
+    use std::sync::mpsc::RecvTimeoutError;
+    let mut child = cmd
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("regiongate starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).split(b'\n') {
+            let Ok(line) = line else { return };
+            // Nobody listens once the start-up line is in: the send fails, the reading goes on.
+            let _ = tx.send(String::from_utf8_lossy(&line).into_owned());
+        }
+    });
+    let deadline = std::time::Instant::now() + limit;
+    let mut log = String::new();
+    loop {
+        match rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())) {
+            Ok(line) => {
+                log.push_str(&line);
+                log.push('\n');
+                if let Some((public, admin)) = serving_ports(&log) {
+                    return (child, public, admin);
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                let _ = child.kill();
+                let status = child.wait().expect("wait");
+                panic!("regiongate exited at start ({status}):\n{log}");
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("no start-up line within {limit:?}:\n{log}");
+            }
+        }
+    }
+}
