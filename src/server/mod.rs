@@ -11,6 +11,7 @@
 
 pub mod admin;
 pub mod authz;
+mod balance;
 pub mod cpus;
 mod fast;
 pub mod metrics;
@@ -551,17 +552,26 @@ pub async fn run(
 /// serving its connections on its own runtime, typically a current-thread runtime on a
 /// thread of its own (one per core, the way nginx runs one worker process per core). The admin
 /// listener, the report task and the coordination run on the current runtime. The connection
-/// limit is shared by all shards.
+/// limit is shared by all shards. With `balance`, a shard that holds clearly more open
+/// connections than the least busy one hands it each new connection (for cpu steering, where
+/// the kernel's spread follows the clients' CPUs; see `balance.rs`).
 ///
 /// # Errors
 /// A listener that cannot be registered with its runtime.
 pub async fn run_sharded(
     app: Arc<App>,
     shards: Vec<PublicShard>,
+    balance: bool,
     admin_listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    serve(app, Public::Shards(shards), admin_listener, shutdown).await
+    serve(
+        app,
+        Public::Shards(shards, balance),
+        admin_listener,
+        shutdown,
+    )
+    .await
 }
 
 /// Where the public shards run and how they share connections: [`plan_shards`] decides,
@@ -687,7 +697,18 @@ pub fn bind_shards(
 
 enum Public {
     Here(TcpListener),
-    Shards(Vec<PublicShard>),
+    Shards(Vec<PublicShard>, bool),
+}
+
+/// The public side of an accept loop: connection slots, its shard number, and with
+/// balancing the shards' counts and mailboxes and its own inbox.
+struct PublicSide {
+    permits: Arc<shed::Slots>,
+    shard: usize,
+    balance: Option<(
+        Arc<balance::Balance>,
+        tokio::sync::mpsc::UnboundedReceiver<balance::Handoff>,
+    )>,
 }
 
 async fn serve(
@@ -711,21 +732,46 @@ async fn serve(
         Public::Here(listener) => loops.push(tokio::spawn(accept_loop(
             app.clone(),
             listener,
-            Some((permits.clone(), 0)),
+            Some(PublicSide {
+                permits: permits.clone(),
+                shard: 0,
+                balance: None,
+            }),
             stopped.clone(),
         ))),
-        Public::Shards(shards) => {
+        Public::Shards(shards, balanced) => {
+            let mut inboxes: Vec<Option<_>> = Vec::new();
+            let mut balance = None;
+            if balanced && shards.len() > 1 {
+                let gauges = (0..shards.len())
+                    .map(|i| {
+                        app.metrics
+                            .shard_connections
+                            .with_label_values(&[i.to_string().as_str()])
+                    })
+                    .collect();
+                let (b, rx) = balance::Balance::new(gauges);
+                balance = Some(Arc::new(b));
+                inboxes = rx.into_iter().map(Some).collect();
+            }
             for (i, shard) in shards.into_iter().enumerate() {
                 // A tokio listener belongs to the runtime it is registered with: register it
                 // inside a task of that runtime.
-                let (app, permits, stopped) = (app.clone(), permits.clone(), stopped.clone());
+                let (app, stopped) = (app.clone(), stopped.clone());
+                let side = PublicSide {
+                    permits: permits.clone(),
+                    shard: i,
+                    balance: balance
+                        .clone()
+                        .zip(inboxes.get_mut(i).and_then(Option::take)),
+                };
                 let std_listener = shard.listener;
                 let (registered_tx, registered) = tokio::sync::oneshot::channel();
                 loops.push(shard.runtime.spawn(async move {
                     match TcpListener::from_std(std_listener) {
                         Ok(listener) => {
                             let _ = registered_tx.send(Ok(()));
-                            accept_loop(app, listener, Some((permits, i)), stopped).await
+                            accept_loop(app, listener, Some(side), stopped).await
                         }
                         Err(e) => {
                             let _ = registered_tx.send(Err(e));
@@ -783,32 +829,62 @@ async fn serve(
     Ok(())
 }
 
-/// Accepts on one listener (public: with the connection `permits` and its shard number;
-/// admin: without) until `stopped`, then closes it and gives its connections the grace
-/// period. Whether they all finished in time; those still open when it returns are closed.
+/// Accepts on one listener (public: with its [`PublicSide`]; admin: without) until
+/// `stopped`, then closes it and gives its connections the grace period. Whether they all
+/// finished in time; those still open when it returns are closed.
 async fn accept_loop(
     app: Arc<App>,
     listener: TcpListener,
-    public: Option<(Arc<shed::Slots>, usize)>,
+    public: Option<PublicSide>,
     mut stopped: tokio::sync::watch::Receiver<bool>,
 ) -> bool {
-    // The public side: connection slots, and the gauges an open connection is counted in.
-    let public = public.map(|(permits, shard)| {
-        let shard = shard.to_string();
-        let gauges = [
+    // The gauges an open connection of shard `i` is counted in.
+    let gauges = |i: usize| {
+        [
             app.metrics.open_connections.clone(),
             app.metrics
                 .shard_connections
-                .with_label_values(&[shard.as_str()]),
-        ];
-        (permits, gauges)
-    });
-    let permits = public.as_ref().map(|(p, _)| p.clone());
+                .with_label_values(&[i.to_string().as_str()]),
+        ]
+    };
+    let (permits, shard, balance, mut inbox) = match public {
+        Some(p) => {
+            let (balance, inbox) = p.balance.unzip();
+            (Some(p.permits), p.shard, balance, inbox)
+        }
+        None => (None, 0, None, None),
+    };
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     // The connection tasks: aborted (their connections closed) when this returns, so that none
     // outlives the server once the grace period is over. Finished ones are reaped as they end.
     let mut connections = tokio::task::JoinSet::new();
     let builder = http1_builder(&app);
+    let conn_stopped = stopped.clone();
+    let public_conn = |stream, peer, open: OpenConnection| {
+        // [shed] A connection that has started a request is never shed (shed.rs).
+        let started = open.admission.started();
+        let hyper = fast::Hyper {
+            builder: builder.clone(),
+            watcher: graceful.watcher(),
+        };
+        let conn = fast::serve(
+            app.clone(),
+            stream,
+            peer,
+            started,
+            hyper,
+            conn_stopped.clone(),
+        );
+        async move {
+            // [shed] Or closed unanswered to make room at the limit: it sent no request.
+            tokio::select! {
+                _ = conn => {}
+                _ = open.admission.shed() => {}
+            }
+            // Uncounted here, and on drop if aborted.
+            drop(open);
+        }
+    };
     // [shed] One accept in progress, kept across the loop's turns (reaping a finished
     // connection must not cancel it): at the limit it holds an accepted connection while it
     // waits for a slot, and dropping it would reset that connection.
@@ -817,34 +893,38 @@ async fn accept_loop(
         let accepted = tokio::select! {
             _ = stopped.wait_for(|s| *s) => break,
             Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            // A connection another shard accepted for this one (balance.rs).
+            Some(h) = async { inbox.as_mut()?.recv().await }, if inbox.is_some() => {
+                // Registered with this runtime; on failure it closes and counts down.
+                if let Ok(stream) = tokio::net::TcpStream::from_std(h.stream) {
+                    connections.spawn(public_conn(stream, h.peer, h.open));
+                }
+                continue;
+            }
             accepted = &mut accepting => accepted,
         };
         accepting.set(accept(&listener, permits.as_ref()));
         let Some((stream, peer, permit)) = accepted else {
             continue;
         };
-        if let Some((_, gauges)) = &public {
+        if permits.is_some() {
             // `accept` gives every public connection a slot.
             let Some(admission) = permit else {
                 continue;
             };
-            // [shed] A connection that has started a request is never shed (shed.rs).
-            let started = admission.started();
-            let hyper = fast::Hyper {
-                builder: builder.clone(),
-                watcher: graceful.watcher(),
-            };
-            let conn = fast::serve(app.clone(), stream, peer, started, hyper, stopped.clone());
-            // Counted here and uncounted on drop, so an aborted connection counts down too.
-            let open = OpenConnection::new(gauges.clone(), admission);
-            connections.spawn(async move {
-                // [shed] Or closed unanswered to make room at the limit: it sent no request.
-                tokio::select! {
-                    _ = conn => {}
-                    _ = open.admission.shed() => {}
+            let to = balance.as_ref().map_or(shard, |b| b.choose(shard));
+            // Counted here (in the shard that will serve it) and uncounted on drop, so an
+            // aborted connection counts down too.
+            let open = OpenConnection::new(gauges(to), admission);
+            if let Some(b) = balance.as_ref().filter(|_| to != shard) {
+                // Leaves this runtime's reactor; if the other shard has stopped taking
+                // connections (shutdown), the connection is closed.
+                if let Ok(stream) = stream.into_std() {
+                    let _ = b.hand(to, balance::Handoff { stream, peer, open });
                 }
-                drop(open);
-            });
+                continue;
+            }
+            connections.spawn(public_conn(stream, peer, open));
         } else {
             let app2 = app.clone();
             let conn = builder.serve_connection(

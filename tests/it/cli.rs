@@ -518,10 +518,11 @@ impl Drop for Served {
 
 /// `connection_steering`: every value starts and says in its start-up line and in
 /// `regiongate_public_threads` what is in effect; "auto" on loopback is "cpu", which pins each
-/// public thread to its own CPU and gives each the connections made from its CPU; "cpu" falls
-/// back to "hash" when the threads and the usable CPUs differ in number; every shard's
-/// connections are counted in `regiongate_shard_open_connections` (summing to
-/// `regiongate_open_connections`) and answered.
+/// public thread to its own CPU, gives each the connections made from its CPU, and evens the
+/// counts out when the connections come from one CPU; "cpu" falls back to "hash" when the
+/// threads and the usable CPUs differ in number; every shard's connections are counted in
+/// `regiongate_shard_open_connections` (summing to `regiongate_open_connections`) and
+/// answered, handed-over ones too.
 #[cfg(target_os = "linux")]
 #[test]
 fn connection_steering_modes_pin_steer_count_and_fall_back() {
@@ -613,45 +614,75 @@ fn connection_steering_modes_pin_steer_count_and_fall_back() {
             public += 1;
         }
         assert_eq!(public, threads, "{what}: public threads among {names:?}");
-        // Open connections are counted per shard, and every connection is answered. 16 are
-        // made from the last usable CPU, 4 from the first: with cpu steering (loopback: a
-        // connection arrives on the CPU that makes it) each goes to the shard pinned there.
-        // (A spread by hash matches that split by chance about once in 200 runs.)
-        let mut conns = Vec::new();
-        for (cpu, n) in [(cpus[cpus.len() - 1], 16), (cpus[0], 4)] {
-            assert!(cpus::restrict_current_thread(&[cpu]), "pin the test thread");
-            conns
-                .extend((0..n).map(|_| std::net::TcpStream::connect(srv.public).expect("connect")));
-        }
-        assert!(
-            cpus::restrict_current_thread(&cpus),
-            "unpin the test thread"
-        );
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        let per_shard = loop {
-            let per_shard: Vec<f64> = (0..threads)
-                .map(|i| {
-                    srv.metric(
-                        "regiongate_shard_open_connections",
-                        &[("shard", i.to_string().as_str())],
-                    )
-                })
-                .collect();
-            if per_shard.iter().sum::<f64>() == 20.0 || std::time::Instant::now() > deadline {
-                break per_shard;
+        // Open connections are counted per shard, and every connection is answered.
+        let per_shard = |total: f64| {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            loop {
+                let per_shard: Vec<f64> = (0..threads)
+                    .map(|i| {
+                        srv.metric(
+                            "regiongate_shard_open_connections",
+                            &[("shard", i.to_string().as_str())],
+                        )
+                    })
+                    .collect();
+                if per_shard.iter().sum::<f64>() == total || std::time::Instant::now() > deadline {
+                    return per_shard;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
             }
-            std::thread::sleep(std::time::Duration::from_millis(50));
         };
-        if in_effect == "cpu" {
-            let mut want = vec![0.0; threads];
-            want[threads - 1] += 16.0;
-            want[0] += 4.0;
-            assert_eq!(per_shard, want, "{what}: connections by shard");
+        let connect_from = |cpu: usize| {
+            assert!(cpus::restrict_current_thread(&[cpu]), "pin the test thread");
+            let c = std::net::TcpStream::connect(srv.public).expect("connect");
+            assert!(
+                cpus::restrict_current_thread(&cpus),
+                "unpin the test thread"
+            );
+            c
+        };
+        // 1. Connections made from the last usable CPU and the first, in turn: with cpu
+        // steering (loopback: a connection arrives on the CPU that makes it) each goes to the
+        // shard pinned there, checked one by one (a spread by hash passes by chance once in
+        // 2^10), and the counts stay even, so no connection is handed over.
+        let mut conns = Vec::new();
+        for k in 0..10 {
+            let (cpu, at) = if k % 2 == 0 {
+                (cpus[cpus.len() - 1], cpus.len() - 1)
+            } else {
+                (cpus[0], 0)
+            };
+            conns.push(connect_from(cpu));
+            let now = per_shard(conns.len() as f64);
+            if in_effect == "cpu" && threads > 1 {
+                let mut want = vec![0.0; threads];
+                want[cpus.len() - 1] = (k / 2 + 1) as f64;
+                want[0] = ((k + 1) / 2) as f64;
+                assert_eq!(
+                    now, want,
+                    "{what}: connection {k} from CPU {cpu} on shard {at}"
+                );
+            }
         }
-        assert_eq!(per_shard.iter().sum::<f64>(), 20.0, "{what}: {per_shard:?}");
+        // 2. Thirty more from the last CPU alone: cpu steering puts them all on its shard,
+        // until that shard holds more than 8 plus half of the least busy one's count; then
+        // new connections are handed over (balance.rs): 5 + 30 and 5 end as 27 and 13.
+        for _ in 0..30 {
+            conns.push(connect_from(cpus[cpus.len() - 1]));
+        }
+        let now = per_shard(40.0);
+        assert_eq!(now.iter().sum::<f64>(), 40.0, "{what}: {now:?}");
+        if in_effect == "cpu" && threads > 1 {
+            let least = now.iter().copied().fold(f64::INFINITY, f64::min);
+            assert!(least >= 13.0, "{what}: none handed over: {now:?}");
+            assert!(
+                now[cpus.len() - 1] <= least + 9.0 + (least / 2.0).floor(),
+                "{what}: {now:?}"
+            );
+        }
         assert_eq!(
             srv.metric("regiongate_open_connections", &[]),
-            20.0,
+            40.0,
             "{what}"
         );
         for c in &mut conns {
