@@ -393,9 +393,9 @@ async fn serve(
             regiongate::server::reload::reload(&hup_app, "sighup").await;
         }
     });
-    // With cpu steering the kernel's spread follows the clients' CPUs: even it out.
-    let balance = plan.steering == Steering::Cpu;
-    regiongate::server::run_sharded(app, public, balance, admin, shutdown_signal()).await?;
+    // With cpu steering the kernel's spread follows the clients' CPUs: the shards even it out
+    // and let connections follow their clients' CPUs (plan.cpus is empty otherwise).
+    regiongate::server::run_sharded(app, public, &plan.cpus, admin, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
 }

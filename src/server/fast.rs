@@ -67,9 +67,21 @@ pub(super) struct Hyper {
     pub watcher: Watcher,
 }
 
+/// Which shard a connection's packets say it belongs to (cpu steering): asked now and then
+/// between requests on the fast path, with the CPU its last packet arrived on.
+pub(super) trait Follow: Send + Sync {
+    /// The shard to move to, if not this one.
+    fn shard_for(&self, incoming_cpu: usize) -> Option<usize>;
+}
+
+/// How many answered requests apart a connection's incoming CPU is looked at.
+const FOLLOW_EVERY: u32 = 64;
+
 /// Serves a connection of the public listener: on the fast path when it is on, handing over
 /// to hyper on the first request that is not plain; entirely through hyper otherwise.
-/// `stopped` turns true at shutdown.
+/// `stopped` turns true at shutdown. With `follow`, a connection whose packets have arrived
+/// on another shard's CPU at two looks in a row, between requests (nothing read and not
+/// answered), is given back with that shard's number, to be moved there.
 pub(super) async fn serve(
     app: Arc<App>,
     stream: TcpStream,
@@ -77,14 +89,30 @@ pub(super) async fn serve(
     started: shed::Started,
     hyper: Hyper,
     stopped: watch::Receiver<bool>,
-) {
+    follow: Option<Arc<dyn Follow>>,
+) -> Option<(TcpStream, usize)> {
     if !app.config.authz.fast_path {
-        return to_hyper(app, Rewind::new(stream, Bytes::new()), peer, started, hyper).await;
+        to_hyper(app, Rewind::new(stream, Bytes::new()), peer, started, hyper).await;
+        return None;
     }
-    let Some((stream, read)) = fast(&app, stream, peer, &started, stopped).await else {
-        return;
-    };
-    to_hyper(app, Rewind::new(stream, read), peer, started, hyper).await;
+    match fast(&app, stream, peer, &started, stopped, follow.as_deref()).await {
+        Next::Done => None,
+        Next::Move(stream, shard) => Some((stream, shard)),
+        Next::Hyper(stream, read) => {
+            to_hyper(app, Rewind::new(stream, read), peer, started, hyper).await;
+            None
+        }
+    }
+}
+
+/// How the fast path of a connection ended.
+enum Next {
+    /// The connection is done.
+    Done,
+    /// hyper serves the rest, starting with these bytes already read.
+    Hyper(TcpStream, Bytes),
+    /// Between requests, for another shard.
+    Move(TcpStream, usize),
 }
 
 /// Serves a connection through hyper, `io` replaying what the fast path had read.
@@ -122,15 +150,17 @@ enum Wake {
     Stop,
 }
 
-/// The fast path of a connection. Returns the connection and the bytes read but not answered
-/// when hyper is to serve the rest, `None` when the connection is done.
+/// The fast path of a connection.
 async fn fast(
     app: &App,
     mut stream: TcpStream,
     peer: SocketAddr,
     started: &shed::Started,
     mut stopped: watch::Receiver<bool>,
-) -> Option<(TcpStream, Bytes)> {
+    follow: Option<&dyn Follow>,
+) -> Next {
+    // Answers until the next look at the incoming CPU, and the shard seen at the last look.
+    let (mut until_look, mut seen) = (FOLLOW_EVERY, None);
     let timeout = app.config.limits.header_read_timeout;
     let head_limit = FAST_HEAD_BYTES.min(app.config.limits.max_header_bytes);
     let mut buf = vec![0u8; INITIAL_BUFFER.min(head_limit)];
@@ -151,24 +181,36 @@ async fn fast(
                     started.mark();
                     start += n;
                     waiting_since = tokio::time::Instant::from_std(began);
+                    until_look = until_look.saturating_sub(1);
                 }
                 Step::Partial => break,
                 Step::Hyper => {
                     if !out.is_empty() && stream.write_all(&out).await.is_err() {
-                        return None;
+                        return Next::Done;
                     }
-                    return Some((stream, Bytes::copy_from_slice(&buf[start..end])));
+                    return Next::Hyper(stream, Bytes::copy_from_slice(&buf[start..end]));
                 }
             }
         }
         if !out.is_empty() {
             if stream.write_all(&out).await.is_err() {
-                return None;
+                return Next::Done;
             }
             out.clear();
         }
         if start == end {
             (start, end) = (0, 0);
+            if let Some(f) = follow.filter(|_| until_look == 0) {
+                until_look = FOLLOW_EVERY;
+                let now = socket2::SockRef::from(&stream)
+                    .cpu_affinity()
+                    .ok()
+                    .and_then(|cpu| f.shard_for(cpu));
+                if let Some(shard) = now.filter(|_| seen == now) {
+                    return Next::Move(stream, shard);
+                }
+                seen = now;
+            }
         } else if end == buf.len() {
             // A partial head fills the buffer: move it to the front, or grow the buffer, or
             // leave the long head to hyper.
@@ -178,7 +220,7 @@ async fn fast(
             } else if buf.len() < head_limit {
                 buf.resize((buf.len() * 2).min(head_limit), 0);
             } else {
-                return Some((stream, Bytes::copy_from_slice(&buf[start..end])));
+                return Next::Hyper(stream, Bytes::copy_from_slice(&buf[start..end]));
             }
         }
         let deadline = waiting_since + timeout;
@@ -194,7 +236,7 @@ async fn fast(
         })
         .await;
         match wake {
-            Wake::Read(0) | Wake::Failed | Wake::TimedOut | Wake::Stop => return None,
+            Wake::Read(0) | Wake::Failed | Wake::TimedOut | Wake::Stop => return Next::Done,
             Wake::Read(n) => end += n,
         }
     }

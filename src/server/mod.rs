@@ -552,26 +552,22 @@ pub async fn run(
 /// serving its connections on its own runtime, typically a current-thread runtime on a
 /// thread of its own (one per core, the way nginx runs one worker process per core). The admin
 /// listener, the report task and the coordination run on the current runtime. The connection
-/// limit is shared by all shards. With `balance`, a shard that holds clearly more open
-/// connections than the least busy one hands it each new connection (for cpu steering, where
-/// the kernel's spread follows the clients' CPUs; see `balance.rs`).
+/// limit is shared by all shards. With `steer_cpus` (cpu steering: shard *i* pinned to
+/// `steer_cpus[i]`), a shard that holds clearly more open connections than the least busy one
+/// hands it each new connection, and a connection whose packets keep arriving on another
+/// shard's CPU moves there between requests (see `balance.rs`).
 ///
 /// # Errors
 /// A listener that cannot be registered with its runtime.
 pub async fn run_sharded(
     app: Arc<App>,
     shards: Vec<PublicShard>,
-    balance: bool,
+    steer_cpus: &[usize],
     admin_listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    serve(
-        app,
-        Public::Shards(shards, balance),
-        admin_listener,
-        shutdown,
-    )
-    .await
+    let public = Public::Shards(shards, steer_cpus.to_vec());
+    serve(app, public, admin_listener, shutdown).await
 }
 
 /// Where the public shards run and how they share connections: [`plan_shards`] decides,
@@ -697,7 +693,7 @@ pub fn bind_shards(
 
 enum Public {
     Here(TcpListener),
-    Shards(Vec<PublicShard>, bool),
+    Shards(Vec<PublicShard>, Vec<usize>),
 }
 
 /// The public side of an accept loop: connection slots, its shard number, and with
@@ -739,10 +735,10 @@ async fn serve(
             }),
             stopped.clone(),
         ))),
-        Public::Shards(shards, balanced) => {
+        Public::Shards(shards, steer_cpus) => {
             let mut inboxes: Vec<Option<_>> = Vec::new();
             let mut balance = None;
-            if balanced && shards.len() > 1 {
+            if steer_cpus.len() == shards.len() && shards.len() > 1 {
                 let gauges = (0..shards.len())
                     .map(|i| {
                         app.metrics
@@ -750,7 +746,7 @@ async fn serve(
                             .with_label_values(&[i.to_string().as_str()])
                     })
                     .collect();
-                let (b, rx) = balance::Balance::new(gauges);
+                let (b, rx) = balance::Balance::new(gauges, steer_cpus);
                 balance = Some(Arc::new(b));
                 inboxes = rx.into_iter().map(Some).collect();
             }
@@ -860,7 +856,10 @@ async fn accept_loop(
     let mut connections = tokio::task::JoinSet::new();
     let builder = http1_builder(&app);
     let conn_stopped = stopped.clone();
-    let public_conn = |stream, peer, open: OpenConnection| {
+    let follow: Option<Arc<dyn fast::Follow>> = balance
+        .clone()
+        .map(|b| Arc::new(balance::FollowFrom(b, shard)) as Arc<dyn fast::Follow>);
+    let public_conn = |stream, peer, mut open: OpenConnection| {
         // [shed] A connection that has started a request is never shed (shed.rs).
         let started = open.admission.started();
         let hyper = fast::Hyper {
@@ -874,12 +873,23 @@ async fn accept_loop(
             started,
             hyper,
             conn_stopped.clone(),
+            follow.clone(),
         );
+        let balance = balance.clone();
         async move {
             // [shed] Or closed unanswered to make room at the limit: it sent no request.
-            tokio::select! {
-                _ = conn => {}
-                _ = open.admission.shed() => {}
+            let moved = tokio::select! {
+                moved = conn => moved,
+                _ = open.admission.shed() => None,
+            };
+            // Between requests, for the shard on its client's CPU: counted there from now,
+            // deregistered here, registered there (closed if that shard has stopped).
+            if let (Some((stream, to)), Some(b)) = (moved, balance)
+                && let (Some(gauge), Ok(stream)) = (b.gauge(to), stream.into_std())
+            {
+                open.move_shard(gauge);
+                let _ = b.hand(to, balance::Handoff { stream, peer, open });
+                return;
             }
             // Uncounted here, and on drop if aborted.
             drop(open);
@@ -965,6 +975,13 @@ impl OpenConnection {
             g.inc();
         }
         OpenConnection { gauges, admission }
+    }
+
+    /// Counts it in another shard's gauge instead of its own.
+    fn move_shard(&mut self, to: prometheus::IntGauge) {
+        to.inc();
+        self.gauges[1].dec();
+        self.gauges[1] = to;
     }
 }
 

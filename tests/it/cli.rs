@@ -497,6 +497,35 @@ impl Served {
     }
 }
 
+/// Writes `request` on a kept-alive connection and reads one answer (head and a
+/// Content-Length body, 10 s at most): the answer as text.
+fn keep_alive_exchange(s: &mut std::net::TcpStream, request: &[u8]) -> String {
+    use std::io::{Read, Write};
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("timeout");
+    s.write_all(request).expect("write");
+    let mut got = Vec::new();
+    let mut byte = [0u8; 1];
+    while !got.ends_with(b"\r\n\r\n") {
+        match s.read(&mut byte) {
+            Ok(1) => got.push(byte[0]),
+            _ => return String::from_utf8_lossy(&got).into_owned(),
+        }
+    }
+    let head = String::from_utf8_lossy(&got).into_owned();
+    let length = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse::<usize>().ok())?
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    s.read_exact(&mut body).expect("body");
+    head + &String::from_utf8_lossy(&body)
+}
+
 /// Writes `request` and reads until the server closes (10 s at most): the answer as text. The
 /// server may answer and close before it has read everything, so write errors are ignored.
 fn send_and_read(s: &mut std::net::TcpStream, request: &[u8]) -> String {
@@ -641,6 +670,39 @@ fn connection_steering_modes_pin_steer_count_and_fall_back() {
             );
             c
         };
+        // 0. A connection made from the last CPU, then used from the first: its packets now
+        // arrive on the first CPU, so between requests it moves to the shard pinned there
+        // (fast.rs looks every 64 answers and moves on two looks in a row), and every request
+        // is answered before and after the move.
+        if in_effect == "cpu" && threads > 1 {
+            let mut c = connect_from(cpus[cpus.len() - 1]);
+            let mut want = vec![0.0; threads];
+            want[cpus.len() - 1] = 1.0;
+            assert_eq!(per_shard(1.0), want, "{what}: where it arrived");
+            assert!(
+                cpus::restrict_current_thread(&[cpus[0]]),
+                "pin the test thread"
+            );
+            for k in 0..200 {
+                let answer = keep_alive_exchange(
+                    &mut c,
+                    b"GET /v1/authz HTTP/1.1\r\nHost: x\r\nX-Original-URI: /audio/T1/a.mp4\r\n\r\n",
+                );
+                assert!(
+                    answer.starts_with("HTTP/1.1 "),
+                    "{what}: request {k}: {answer}"
+                );
+            }
+            assert!(
+                cpus::restrict_current_thread(&cpus),
+                "unpin the test thread"
+            );
+            let mut want = vec![0.0; threads];
+            want[0] = 1.0;
+            assert_eq!(per_shard(1.0), want, "{what}: followed its client's CPU");
+            drop(c);
+            assert_eq!(per_shard(0.0), vec![0.0; threads], "{what}: closed");
+        }
         // 1. Connections made from the last usable CPU and the first, in turn: with cpu
         // steering (loopback: a connection arrives on the CPU that makes it) each goes to the
         // shard pinned there, checked one by one (a spread by hash passes by chance once in
