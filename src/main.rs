@@ -238,7 +238,7 @@ fn run_serve(cli: &Cli, a: &ServeArgs) -> Result<u8, Exit> {
     // short. Everything else (admin listener, signals, reloads, the data watch, the report)
     // runs on a current-thread runtime on the main thread. `connection_steering` decides how
     // the shards share connections and whether each is pinned to a CPU (docs/operations.md,
-    // "Threads and connection steering"; benches/README.md, "Latest: connection steering").
+    // "Threads and connection steering"; benches/README.md, "Why: where the connections land").
     use regiongate::server::cpus;
     let usable_cpus = cpus::usable();
     let mut plan = regiongate::server::plan_shards(
