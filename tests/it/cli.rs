@@ -459,13 +459,9 @@ impl Served {
             !line.contains('\u{1b}'),
             "escape codes in a piped log: {line:?}"
         );
-        // listen=ADDR admin=ADDR, in that order.
-        let mut addrs = line
-            .split(|c: char| !(c.is_ascii_digit() || c == '.' || c == ':'))
-            .filter(|w| w.starts_with("127.0.0.1:"))
-            .filter_map(|w| w.trim_end_matches(':').parse().ok());
-        let public = addrs.next().expect("listen address in the log");
-        let admin = addrs.next().expect("admin address in the log");
+        let (public, admin) = crate::util::serving_ports(&line).expect("ports in the log");
+        let localhost = |port| std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let (public, admin) = (localhost(public), localhost(admin));
         Served {
             child,
             public,
