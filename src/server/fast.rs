@@ -172,6 +172,7 @@ async fn fast(
     let mut waiting_since = tokio::time::Instant::now();
     let sleep = tokio::time::sleep_until(waiting_since + timeout);
     let mut sleep = std::pin::pin!(sleep);
+    let shutting_down = stopped.clone();
     let stop = stopped.wait_for(|s| *s);
     let mut stop = std::pin::pin!(stop);
     loop {
@@ -200,7 +201,8 @@ async fn fast(
         }
         if start == end {
             (start, end) = (0, 0);
-            if let Some(f) = follow.filter(|_| until_look == 0) {
+            // Never once shutdown has begun: the other shard may have stopped taking them.
+            if let Some(f) = follow.filter(|_| until_look == 0 && !*shutting_down.borrow()) {
                 until_look = FOLLOW_EVERY;
                 let now = socket2::SockRef::from(&stream)
                     .cpu_affinity()

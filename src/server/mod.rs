@@ -949,6 +949,17 @@ async fn accept_loop(
     }
     drop(accepting);
     drop(listener);
+    // Connections other shards handed over just before shutdown: served like this shard's
+    // own (closed when idle, in-flight requests finished); later handoffs are refused and
+    // their connections closed by the sender.
+    if let Some(inbox) = inbox.as_mut() {
+        inbox.close();
+        while let Ok(h) = inbox.try_recv() {
+            if let Ok(stream) = tokio::net::TcpStream::from_std(h.stream) {
+                connections.spawn(public_conn(stream, h.peer, h.open));
+            }
+        }
+    }
     // hyper's connections finish what is in flight and close when idle once signalled; the
     // fast path's close when idle on `stopped`. All are waited for within the grace period.
     let drained = tokio::time::timeout(app.config.limits.grace_period, async {
