@@ -64,13 +64,14 @@ impl Balance {
     /// leave it clearly busier than `me` (the rule of [`choose`]).
     fn follow(&self, me: usize, incoming_cpu: usize) -> Option<usize> {
         let to = self.cpus.iter().position(|&c| c == incoming_cpu)?;
-        let counts: Vec<i64> = self.open.iter().map(prometheus::IntGauge::get).collect();
-        let (mine, theirs) = (*counts.get(me)? - 1, *counts.get(to)? + 1);
-        (to != me && theirs <= mine + 8 + mine / 2).then_some(to)
+        let mine = self.open.get(me)?.get() - 1;
+        let theirs = self.open.get(to)?.get() + 1;
+        (to != me && !clearly_more(theirs, mine)).then_some(to)
     }
 
     /// Which shard should serve a connection that `shard` accepted.
     pub fn choose(&self, shard: usize) -> usize {
+        // Once per accepted connection, not per request.
         let counts: Vec<i64> = self.open.iter().map(prometheus::IntGauge::get).collect();
         choose(shard, &counts)
     }
@@ -109,11 +110,17 @@ fn choose(shard: usize, counts: &[i64]) -> usize {
     let Some((least_at, &least)) = counts.iter().enumerate().min_by_key(|&(_, c)| *c) else {
         return shard;
     };
-    if mine > least + 8 + least / 2 {
+    if clearly_more(mine, least) {
         least_at
     } else {
         shard
     }
+}
+
+/// Whether a shard with `a` connections holds clearly more than one with `b`: by more than
+/// 8 plus half of `b`.
+fn clearly_more(a: i64, b: i64) -> bool {
+    a > b + 8 + b / 2
 }
 
 #[cfg(test)]

@@ -18,6 +18,11 @@ pub fn restrict_current_thread(cpus: &[usize]) -> bool {
     imp::restrict_current_thread(cpus)
 }
 
+/// The CPU that received `socket`'s last packet (`SO_INCOMING_CPU`), if the system says.
+pub fn incoming_cpu(socket: &tokio::net::TcpStream) -> Option<usize> {
+    imp::incoming_cpu(socket)
+}
+
 /// Whether threads may be pinned to `cpu` here: tried on a short-lived thread of its own, so
 /// that no running thread changes.
 pub fn can_pin(cpu: usize) -> bool {
@@ -43,6 +48,10 @@ mod imp {
         }
     }
 
+    pub fn incoming_cpu(socket: &tokio::net::TcpStream) -> Option<usize> {
+        socket2::SockRef::from(socket).cpu_affinity().ok()
+    }
+
     pub fn restrict_current_thread(cpus: &[usize]) -> bool {
         let mut set = CpuSet::new();
         for &c in cpus {
@@ -62,6 +71,10 @@ mod imp {
 
     pub fn restrict_current_thread(_cpus: &[usize]) -> bool {
         false
+    }
+
+    pub fn incoming_cpu(_socket: &tokio::net::TcpStream) -> Option<usize> {
+        None
     }
 }
 

@@ -204,10 +204,7 @@ async fn fast(
             // Never once shutdown has begun: the other shard may have stopped taking them.
             if let Some(f) = follow.filter(|_| until_look == 0 && !*shutting_down.borrow()) {
                 until_look = FOLLOW_EVERY;
-                let now = socket2::SockRef::from(&stream)
-                    .cpu_affinity()
-                    .ok()
-                    .and_then(|cpu| f.shard_for(cpu));
+                let now = super::cpus::incoming_cpu(&stream).and_then(|cpu| f.shard_for(cpu));
                 if let Some(shard) = now.filter(|_| seen == now) {
                     return Next::Move(stream, shard);
                 }

@@ -835,20 +835,24 @@ async fn accept_loop(
     mut stopped: tokio::sync::watch::Receiver<bool>,
 ) -> bool {
     // The gauges an open connection of shard `i` is counted in.
-    let gauges = |i: usize| {
-        [
-            app.metrics.open_connections.clone(),
-            app.metrics
-                .shard_connections
-                .with_label_values(&[i.to_string().as_str()]),
-        ]
-    };
     let (permits, shard, balance, mut inbox) = match public {
         Some(p) => {
             let (balance, inbox) = p.balance.unzip();
             (Some(p.permits), p.shard, balance, inbox)
         }
         None => (None, 0, None, None),
+    };
+    // This shard's gauge, looked up once; another shard's comes from the balance.
+    let own_gauge = app
+        .metrics
+        .shard_connections
+        .with_label_values(&[shard.to_string().as_str()]);
+    let gauges = |i: usize| {
+        let g = match &balance {
+            Some(b) if i != shard => b.gauge(i).unwrap_or_else(|| own_gauge.clone()),
+            _ => own_gauge.clone(),
+        };
+        [app.metrics.open_connections.clone(), g]
     };
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     // The connection tasks: aborted (their connections closed) when this returns, so that none
