@@ -7,7 +7,7 @@ use crate::license::{Deal, DealId, LicenseMap, Tier, TrackDeals, UseType};
 use crate::locate::{CellEvidence, Evidence, GpsHint, IpEvidence};
 use crate::privacy::GpsPoint;
 use crate::snapshot::Snapshot;
-use crate::territory::{Hits, TerritoryId};
+use crate::territory::{Disc, Hits, TerritoryId, TerritoryKind};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use smallvec::SmallVec;
@@ -136,6 +136,55 @@ pub struct Decision {
     pub valid_until: Option<DateTime<Utc>>,
     /// Which evidence decided.
     pub source: Source,
+    /// With reason `ambiguous_location`: the territories the deciding evidence touches (its
+    /// accuracy disc, or the countries of a shared mobile country code). Empty otherwise.
+    pub touched: Touched,
+}
+
+/// A short list of territories, sorted by id, that fits in a [`Decision`] (which is `Copy`):
+/// at most [`Touched::MAX`]; a longer list keeps the first ones and says it is cut.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Touched {
+    ids: [TerritoryId; Touched::MAX],
+    len: u8,
+    cut: bool,
+}
+
+impl Default for Touched {
+    fn default() -> Self {
+        Touched::new(&[])
+    }
+}
+
+impl Touched {
+    /// Most territories held.
+    pub const MAX: usize = 16;
+
+    /// The list of `ids` (sorted by id).
+    pub fn new(ids: &[TerritoryId]) -> Touched {
+        let mut t = Touched {
+            ids: [TerritoryId(0); Touched::MAX],
+            len: ids.len().min(Touched::MAX) as u8,
+            cut: ids.len() > Touched::MAX,
+        };
+        t.ids[..usize::from(t.len)].copy_from_slice(&ids[..usize::from(t.len)]);
+        t
+    }
+
+    /// The territories held.
+    pub fn as_slice(&self) -> &[TerritoryId] {
+        &self.ids[..usize::from(self.len)]
+    }
+
+    /// Whether the list is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Whether there were more than [`Touched::MAX`] territories.
+    pub fn is_cut(&self) -> bool {
+        self.cut
+    }
 }
 
 /// Which kind of evidence a decision rests on.
@@ -176,6 +225,7 @@ impl Decision {
             deal: None,
             valid_until: None,
             source: Source::None,
+            touched: Touched::default(),
         }
     }
 
@@ -259,6 +309,7 @@ fn decide_deals(
             deal: Some(id),
             valid_until: deal.end,
             source: Source::None,
+            touched: Touched::default(),
         };
     }
     let reason = match best {
@@ -308,6 +359,19 @@ pub enum AnonymizerOutcome {
     NeedPreciseLocation,
 }
 
+/// What a GPS fix whose accuracy disc touches territories with different answers leads to.
+/// Asking such a client for a better fix may go round in circles, so the operator chooses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UncertainFixOutcome {
+    /// Deny with reason `ambiguous_location` (the default: fail closed, and final).
+    Deny,
+    /// Ask for a precise location (reason `ambiguous_location`).
+    NeedPreciseLocation,
+    /// Decide at the fix's point, disregarding its accuracy.
+    DecideAtPoint,
+}
+
 /// The evidence policy.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -323,6 +387,8 @@ pub struct Policy {
     pub on_anonymizer: AnonymizerOutcome,
     /// With no location evidence at all: allow (`true`) or deny (`false`, the default).
     pub fail_open: bool,
+    /// What a GPS fix whose accuracy disc is uncertain leads to.
+    pub on_uncertain_fix: UncertainFixOutcome,
 }
 
 impl Default for Policy {
@@ -333,23 +399,12 @@ impl Default for Policy {
             on_conflict: ConflictOutcome::UseIp,
             on_anonymizer: AnonymizerOutcome::NeedPreciseLocation,
             fail_open: false,
+            on_uncertain_fix: UncertainFixOutcome::Deny,
         }
     }
 }
 
 const EARTH_RADIUS_M: f64 = 6_371_008.8;
-
-/// The point `dist_m` metres from `p` on initial bearing `bearing` (radians), on a sphere.
-fn destination(p: &GpsPoint, bearing: f64, dist_m: f64) -> Option<GpsPoint> {
-    let [lon, lat] = p.lon_lat();
-    let (phi1, lambda1) = (lat.to_radians(), lon.to_radians());
-    let delta = dist_m / EARTH_RADIUS_M;
-    let phi2 = (phi1.sin() * delta.cos() + phi1.cos() * delta.sin() * bearing.cos()).asin();
-    let lambda2 = lambda1
-        + (bearing.sin() * delta.sin() * phi1.cos()).atan2(delta.cos() - phi1.sin() * phi2.sin());
-    let lon2 = (lambda2.to_degrees() + 540.0).rem_euclid(360.0) - 180.0;
-    GpsPoint::new(phi2.to_degrees(), lon2).ok()
-}
 
 /// Great-circle distance in metres.
 fn distance_m(a: &GpsPoint, b: &GpsPoint) -> f64 {
@@ -360,44 +415,49 @@ fn distance_m(a: &GpsPoint, b: &GpsPoint) -> f64 {
     2.0 * EARTH_RADIUS_M * h.sqrt().min(1.0).asin()
 }
 
-/// Points on circles around `p` (16 bearings at `r`, 8 at `r / 2`): the sample used to see
-/// whether an accuracy circle reaches into other territories.
-fn circle(p: &GpsPoint, r_m: f64) -> impl Iterator<Item = GpsPoint> + '_ {
-    let outer = (0..16).map(move |i| (f64::from(i) * std::f64::consts::TAU / 16.0, r_m));
-    let inner = (0..8).map(move |i| {
-        (
-            (f64::from(i) + 0.5) * std::f64::consts::TAU / 8.0,
-            r_m / 2.0,
-        )
-    });
-    outer
-        .chain(inner)
-        .filter_map(move |(b, d)| destination(p, b, d))
-}
-
 /// A decision from one piece of evidence, and whether that evidence settles it.
 struct Judged {
     decision: Decision,
     certain: bool,
     /// The territories at the point judged (empty for countries).
     center: Hits,
+    /// When not certain: the territories the evidence touches.
+    touched: Touched,
 }
 
-/// Territories at a point; a country from the same evidence fills in when the point is in no
-/// country (a city-database point in the sea).
-fn hits_at(s: &Snapshot, p: &GpsPoint, fallback_country: Option<TerritoryId>) -> Hits {
-    let mut hits = s.index.locate(p.lon_lat());
-    if let Some(c) = fallback_country
-        && s.territories.country_of(&hits).is_none()
-    {
-        hits.insert(0, c);
+/// Every placement a disc allows: each country it touches (or none, when it touches no
+/// country), with the custom territories covering the whole disc, alone and with each other
+/// custom territory it touches. `touched` is `disc.touched()`.
+fn placements(s: &Snapshot, disc: &Disc, touched: &Hits) -> SmallVec<[Hits; 8]> {
+    let (countries, customs): (Hits, Hits) = touched
+        .iter()
+        .copied()
+        .partition(|&t| s.territories.kind(t) == TerritoryKind::Country);
+    let (cover, optional): (Hits, Hits) = customs.iter().copied().partition(|&k| disc.covered_by(k));
+    let bases: SmallVec<[Option<TerritoryId>; 4]> = if countries.is_empty() {
+        smallvec::smallvec![None]
+    } else {
+        countries.iter().copied().map(Some).collect()
+    };
+    let mut out = SmallVec::new();
+    for c in bases {
+        let mut base: Hits = c.into_iter().collect();
+        base.extend(cover.iter().copied());
+        for &k in &optional {
+            let mut with = base.clone();
+            let i = with.partition_point(|&x| x < k);
+            with.insert(i, k);
+            out.push(with);
+        }
+        out.push(base);
     }
-    hits
+    out
 }
 
-/// Decides at a point; when `radius_m` > 0, the answer is uncertain if a sample of the circle
-/// lands in territories where the verdict differs. Samples in no territory at all (open sea)
-/// are ignored: nobody is placed there by an accuracy circle.
+/// Decides at a point; when `radius_m` > 0, the answer is certain only if every placement the
+/// accuracy disc allows (see [`placements`]) gives the same verdict. Placements in no territory
+/// at all (open sea) are ignored: nobody is placed there by an accuracy disc. `fallback` fills
+/// in the country when the point itself is in none (a City-database point in the sea).
 fn judge_point(
     s: &Snapshot,
     deals: TrackDeals<'_>,
@@ -407,28 +467,40 @@ fn judge_point(
     radius_m: f64,
     fallback: Option<TerritoryId>,
 ) -> Judged {
-    let center = hits_at(s, p, fallback);
-    let decision = decide_deals(&s.licenses, deals, q, &center, now);
-    let mut certain = true;
-    if radius_m > 0.0 {
-        let mut seen: SmallVec<[Hits; 4]> = SmallVec::new();
-        for sp in circle(p, radius_m) {
-            let hits = s.index.locate(sp.lon_lat());
-            if hits.is_empty() || hits == center || seen.contains(&hits) {
-                continue;
-            }
-            if decide_deals(&s.licenses, deals, q, &hits, now).verdict != decision.verdict {
-                certain = false;
-                break;
-            }
-            seen.push(hits);
+    let disc = if radius_m > 0.0 {
+        s.index.disc(p.lon_lat(), radius_m)
+    } else {
+        Disc {
+            inside: s.index.locate(p.lon_lat()),
+            crossed: Hits::new(),
         }
+    };
+    let mut center = disc.inside.clone();
+    if let Some(c) = fallback
+        && s.territories.country_of(&center).is_none()
+    {
+        center.insert(0, c);
     }
-    Judged {
+    let decision = decide_deals(&s.licenses, deals, q, &center, now);
+    let mut judged = Judged {
         decision,
-        certain,
+        certain: true,
         center,
+        touched: Touched::default(),
+    };
+    if disc.crossed.is_empty() {
+        return judged;
     }
+    let touched = disc.touched();
+    judged.certain = placements(s, &disc, &touched).iter().all(|hits| {
+        hits.is_empty()
+            || *hits == judged.center
+            || decide_deals(&s.licenses, deals, q, hits, now).verdict == decision.verdict
+    });
+    if !judged.certain {
+        judged.touched = Touched::new(&touched);
+    }
+    judged
 }
 
 fn judge_countries(
@@ -451,6 +523,8 @@ fn judge_countries(
     let same = countries[1..].iter().all(|c| {
         decide_deals(&s.licenses, deals, q, std::slice::from_ref(c), now).verdict == first.verdict
     });
+    let mut sorted: Hits = countries.iter().copied().collect();
+    sorted.sort_unstable();
     Some(Judged {
         center: Hits::new(),
         decision: if countries.len() == 1 {
@@ -462,6 +536,11 @@ fn judge_countries(
             }
         },
         certain: same,
+        touched: if same {
+            Touched::default()
+        } else {
+            Touched::new(&sorted)
+        },
     })
 }
 
@@ -515,12 +594,10 @@ fn plausible(
             return true;
         }
         if let Some(p) = point {
-            let near = at_point.map_or_else(
-                || s.index.locate(p.lon_lat()).contains(&c),
-                |hits| hits.contains(&c),
-            ) || circle(p, policy.plausible_km * 1000.0)
-                .chain(circle(p, policy.plausible_km * 500.0))
-                .any(|x| s.index.locate(x.lon_lat()).contains(&c));
+            // In the IP country, or within plausible_km of it (the exact disc query).
+            let near = at_point.is_some_and(|hits| hits.contains(&c))
+                || s.index
+                    .disc_touches(p.lon_lat(), policy.plausible_km * 1000.0, c);
             if near {
                 return true;
             }
@@ -540,6 +617,40 @@ fn need(reason: Reason, source: Source, territory: Option<TerritoryId>) -> Decis
         deal: None,
         valid_until: None,
         source,
+        touched: Touched::default(),
+    }
+}
+
+/// `ambiguous_location`, asking for a precise location, with what the evidence touches.
+fn ambiguous(j: &Judged, source: Source, territory: Option<TerritoryId>) -> Decision {
+    Decision {
+        touched: j.touched,
+        ..need(Reason::AmbiguousLocation, source, territory)
+    }
+}
+
+/// The answer for an uncertain GPS fix, as `on_uncertain_fix` says.
+fn uncertain_fix(policy: &Policy, j: &Judged, source: Source) -> Decision {
+    let here = j.center.first().copied();
+    match policy.on_uncertain_fix {
+        UncertainFixOutcome::Deny => Decision {
+            verdict: Verdict::Deny,
+            ..ambiguous(j, source, here)
+        },
+        UncertainFixOutcome::NeedPreciseLocation => ambiguous(j, source, here),
+        UncertainFixOutcome::DecideAtPoint => j.decision.from_source(source),
+    }
+}
+
+/// A judged piece of evidence's answer when it settles the question, the uncertain-fix answer
+/// for an uncertain GPS fix, and `None` for other uncertain evidence.
+fn settled(policy: &Policy, j: &Judged, source: Source) -> Option<Decision> {
+    if j.certain {
+        Some(j.decision.from_source(source))
+    } else if source == Source::Gps {
+        Some(uncertain_fix(policy, j, source))
+    } else {
+        None
     }
 }
 
@@ -587,7 +698,7 @@ pub fn decide_with_evidence(
     } else {
         ev.cell.as_ref()
     };
-    let judge_gps = |g: &GpsHint| judge_point(s, deals, q, now, &g.point, 0.0, None);
+    let judge_gps = |g: &GpsHint| judge_point(s, deals, q, now, &g.point, g.accuracy_m, None);
 
     if let Some(i) = ip.filter(|i| i.flags.any()) {
         return match (policy.on_anonymizer, gps) {
@@ -595,7 +706,9 @@ pub fn decide_with_evidence(
                 Decision::deny(Reason::Anonymizer, i.country).from_source(Source::Ip)
             }
             (AnonymizerOutcome::NeedPreciseLocation, Some(g)) => {
-                judge_gps(g).decision.from_source(Source::Gps)
+                let j = judge_gps(g);
+                settled(policy, &j, Source::Gps)
+                    .unwrap_or_else(|| uncertain_fix(policy, &j, Source::Gps))
             }
             (AnonymizerOutcome::NeedPreciseLocation, None) => {
                 need(Reason::Anonymizer, Source::Ip, None)
@@ -604,7 +717,7 @@ pub fn decide_with_evidence(
     }
 
     // Judged when needed: a plausible, certain hint decides under `precise_first` without it
-    // (with a City database the IP point's accuracy circle costs dozens of lookups).
+    // (with a City database the IP point's accuracy disc is a disc query).
     let jip = || ip.and_then(|i| judge_ip(s, deals, q, now, i));
     let jgps = gps.map(judge_gps);
     let jcell = cell.and_then(|c| judge_cell(s, deals, q, now, c));
@@ -613,11 +726,11 @@ pub fn decide_with_evidence(
     match policy.kind {
         PolicyKind::IpOnly => match jip() {
             None => unknown(policy),
-            Some(j) if !j.certain => need(Reason::AmbiguousLocation, Source::Ip, ip_territory),
+            Some(j) if !j.certain => ambiguous(&j, Source::Ip, ip_territory),
             Some(j) => j.decision.from_source(Source::Ip),
         },
         PolicyKind::Strict => {
-            let all: Vec<(Source, Judged)> = [
+            let all: SmallVec<[(Source, Judged); 3]> = [
                 (Source::Gps, jgps),
                 (Source::Cell, jcell),
                 (Source::Ip, jip()),
@@ -625,18 +738,22 @@ pub fn decide_with_evidence(
             .into_iter()
             .filter_map(|(src, j)| j.map(|j| (src, j)))
             .collect();
-            if let Some((src, j)) = all
+            // Each piece's own answer: certain ones as judged, an uncertain GPS fix as the
+            // policy says, other uncertain pieces ask for a precise location.
+            let answers: SmallVec<[Decision; 3]> = all
                 .iter()
-                .find(|(_, j)| j.certain && j.decision.verdict != Verdict::Allow)
-            {
-                return j.decision.from_source(*src);
+                .map(|(src, j)| {
+                    settled(policy, j, *src)
+                        .unwrap_or_else(|| ambiguous(j, *src, j.decision.territory))
+                })
+                .collect();
+            if let Some(d) = answers.iter().find(|d| d.verdict == Verdict::Deny) {
+                return *d;
             }
-            if let Some((src, j)) = all.iter().find(|(_, j)| !j.certain) {
-                return need(Reason::AmbiguousLocation, *src, j.decision.territory);
+            if let Some(d) = answers.iter().find(|d| d.verdict != Verdict::Allow) {
+                return *d;
             }
-            all.into_iter()
-                .next()
-                .map_or_else(|| unknown(policy), |(src, j)| j.decision.from_source(src))
+            answers.first().copied().unwrap_or_else(|| unknown(policy))
         }
         PolicyKind::PreciseFirst => {
             let mut ambiguous_hint = None;
@@ -682,15 +799,18 @@ pub fn decide_with_evidence(
                         ConflictOutcome::UseIp => continue,
                     }
                 }
-                if j.certain {
-                    return j.decision.from_source(src);
+                // A plausible GPS fix settles it, certain or not (an uncertain one as the
+                // policy says: the IP evidence cannot make a fix that may lie in an
+                // unlicensed territory more certain); an uncertain cell hands over.
+                if let Some(d) = settled(policy, &j, src) {
+                    return d;
                 }
-                ambiguous_hint.get_or_insert(src);
+                ambiguous_hint.get_or_insert((src, j));
             }
             match (jip(), ambiguous_hint) {
                 (Some(j), _) if j.certain => j.decision.from_source(Source::Ip),
-                (Some(_), _) => need(Reason::AmbiguousLocation, Source::Ip, ip_territory),
-                (None, Some(src)) => need(Reason::AmbiguousLocation, src, None),
+                (Some(j), _) => ambiguous(&j, Source::Ip, ip_territory),
+                (None, Some((src, j))) => ambiguous(&j, src, None),
                 (None, None) => unknown(policy),
             }
         }

@@ -382,6 +382,7 @@ pub(super) fn judge<'s, H: HeaderLines + ?Sized>(
                 deal: None,
                 valid_until: None,
                 source: crate::decide::Source::None,
+                touched: Default::default(),
             },
         );
         return match cfg.unmatched {

@@ -224,6 +224,7 @@ fn decision_index_of(m: &proto::Metric) -> Option<usize> {
         deal: None,
         valid_until: None,
         source,
+        touched: Default::default(),
     };
     Some(decision_index(door, &d))
 }
@@ -494,6 +495,7 @@ mod tests {
                             deal: None,
                             valid_until: None,
                             source,
+                            touched: Default::default(),
                         };
                         let i = decision_index(door, &d);
                         assert!(i < DECISION_CELLS);
@@ -526,6 +528,7 @@ mod tests {
             deal: None,
             valid_until: None,
             source: Source::Ip,
+            touched: Default::default(),
         };
         for _ in 0..3 {
             m.decision(Door::Authz, &d);
@@ -553,6 +556,7 @@ mod tests {
                             deal: None,
                             valid_until: None,
                             source,
+                            touched: Default::default(),
                         };
                         let mut m = proto::Metric::default();
                         m.set_label(
@@ -631,6 +635,7 @@ mod tests {
                             deal: None,
                             valid_until: None,
                             source: Source::ALL[t % 4],
+                            touched: Default::default(),
                         };
                         m.decision(door, &d);
                         m.latency(door, *v);

@@ -190,6 +190,7 @@ mod tests {
             territory: t.map(crate::territory::TerritoryId),
             deal: None,
             valid_until: None,
+            touched: Default::default(),
             source: Source::Ip,
         }
     }

@@ -55,6 +55,7 @@
 //! live in one scratch buffer per thread, used as a stack, so splitting a cell allocates nothing.
 
 use super::TerritoryId;
+use super::disc::{BorderTree, Disc};
 use rayon::prelude::*;
 use robust::{Coord, orient2d};
 use smallvec::SmallVec;
@@ -106,6 +107,8 @@ pub struct TerritoryIndex {
     node_count: usize,
     leaf_count: usize,
     edge_count: usize,
+    /// Border chains for disc queries ([`TerritoryIndex::disc`]).
+    borders: BorderTree,
 }
 
 /// Figures about a built index, for `regiongate validate` and the benches.
@@ -119,7 +122,9 @@ pub struct IndexStats {
     pub leaves: usize,
     /// Edges held by leaves (an edge in several leaves counts once per leaf).
     pub edge_refs: usize,
-    /// Approximate heap bytes of the index.
+    /// Border chains in the disc query's R-tree.
+    pub border_chains: usize,
+    /// Approximate heap bytes of the index (point index and border R-tree).
     pub heap_bytes: usize,
 }
 
@@ -483,6 +488,11 @@ impl Geometry {
             crossings.push((row as u64) << 32 | (west as u64) << 16 | u64::from(t.0));
         }
     }
+}
+
+/// Whether `p` is a point of the plane the index covers (finite, within ±180 / ±90).
+fn inside_plane(p: Pt) -> bool {
+    (-180.0..=180.0).contains(&p[0]) && (-90.0..=90.0).contains(&p[1])
 }
 
 /// PNPOLY's test for one edge: it crosses the horizontal ray from `p` to the east, counting an
@@ -937,6 +947,7 @@ impl TerritoryIndex {
     /// times the default world).
     pub fn build(territories: &[Vec<Vec<Pt>>]) -> Self {
         let geo = Geometry::new(territories);
+        let borders = BorderTree::build(&geo.verts, &geo.rings);
         let bins = Bins::new(&geo);
         let (top, roots, tasks) = sweep(&geo, &bins);
         // Only the edges are needed from here; freeing the rest lowers the peak memory.
@@ -985,6 +996,7 @@ impl TerritoryIndex {
             sets: top.sets,
             leaf_count: top.leaf_count,
             edge_count: top.edge_count,
+            borders,
         }
     }
 
@@ -1070,6 +1082,41 @@ impl TerritoryIndex {
         }
     }
 
+    /// Every territory whose polygon intersects the geodesic disc of `radius_m` metres around
+    /// `p` (`[longitude, latitude]`, WGS 84), sorted, the countries first: the territories
+    /// containing `p` and those whose border comes within `radius_m`. Exact up to
+    /// [`disc::TOLERANCE_M`](super::disc::TOLERANCE_M) towards "touches" (see
+    /// [`disc`](super::disc)). A radius that is not a positive finite number is the point alone.
+    pub fn territories_within(&self, p: Pt, radius_m: f64) -> Hits {
+        self.disc(p, radius_m).touched()
+    }
+
+    /// The territories a disc touches, split into those containing its centre and those whose
+    /// border comes within the radius (see [`territories_within`](Self::territories_within)).
+    pub fn disc(&self, p: Pt, radius_m: f64) -> Disc {
+        let inside = self.locate(p);
+        let crossed = if inside_plane(p) && radius_m.is_finite() && radius_m > 0.0 {
+            self.borders.reached(&self.geo.verts, p, radius_m, None)
+        } else {
+            Hits::new()
+        };
+        Disc { inside, crossed }
+    }
+
+    /// Whether the disc of `radius_m` metres around `p` touches territory `t`: the
+    /// question of [`territories_within`](Self::territories_within) for one territory, which
+    /// stops at the first border edge of `t` within the radius.
+    pub fn disc_touches(&self, p: Pt, radius_m: f64, t: TerritoryId) -> bool {
+        self.locate(p).contains(&t)
+            || (inside_plane(p)
+                && radius_m.is_finite()
+                && radius_m > 0.0
+                && !self
+                    .borders
+                    .reached(&self.geo.verts, p, radius_m, Some(t))
+                    .is_empty())
+    }
+
     /// The same answer as [`locate`](Self::locate), computed the slow way (every edge of every
     /// territory). For tests and `validate`.
     pub fn locate_slow(&self, p: Pt) -> Hits {
@@ -1094,12 +1141,14 @@ impl TerritoryIndex {
             + self.geo.ends.len() * 4
             + self.roots.len() * 4
             + self.tree.len() * 4
-            + self.sets.len() * 4;
+            + self.sets.len() * 4
+            + self.borders.heap_bytes();
         IndexStats {
             vertices: self.geo.verts.len(),
             nodes: self.node_count,
             leaves: self.leaf_count,
             edge_refs: self.edge_count,
+            border_chains: self.borders.len(),
             heap_bytes,
         }
     }

@@ -7,8 +7,11 @@
 //!
 //! * [`geojson`] reads territory files into rings, checking them.
 //! * [`index`] answers "which territories contain this point" exactly and fast.
+//! * [`disc`] answers "which territories does this accuracy disc touch", through an R-tree of
+//!   border chains kept in the index.
 //! * [`groups`] names sets of territories (`EU`, `WORLDWIDE`, ...), possibly dated.
 
+pub mod disc;
 pub mod geojson;
 pub mod groups;
 pub mod index;
@@ -18,6 +21,7 @@ use std::fmt;
 
 pub use geojson::{RawTerritory, TerritoryFileError};
 pub use groups::{GroupId, Groups};
+pub use disc::Disc;
 pub use index::{Hits, TerritoryIndex};
 
 /// A territory compiled to a small integer; ids index into [`Territories`].
