@@ -433,7 +433,8 @@ fn placements(s: &Snapshot, disc: &Disc, touched: &Hits) -> SmallVec<[Hits; 8]> 
         .iter()
         .copied()
         .partition(|&t| s.territories.kind(t) == TerritoryKind::Country);
-    let (cover, optional): (Hits, Hits) = customs.iter().copied().partition(|&k| disc.covered_by(k));
+    let (cover, optional): (Hits, Hits) =
+        customs.iter().copied().partition(|&k| disc.covered_by(k));
     let bases: SmallVec<[Option<TerritoryId>; 4]> = if countries.is_empty() {
         smallvec::smallvec![None]
     } else {

@@ -125,6 +125,10 @@ struct CheckArgs {
     /// Evidence policy: strict, precise_first or ip_only.
     #[arg(long, default_value = "precise_first")]
     policy: String,
+    /// A GPS fix whose accuracy disc is uncertain: deny, need_precise_location or
+    /// decide_at_point (the `[policy] on_uncertain_fix` key).
+    #[arg(long, default_value = "deny")]
+    on_uncertain_fix: String,
     /// Decide as of this RFC 3339 time instead of now.
     #[arg(long)]
     at: Option<DateTime<Utc>>,
@@ -550,6 +554,13 @@ fn run_check(cli: &Cli, a: &CheckArgs) -> Result<u8, Exit> {
                         "--policy must be strict, precise_first or ip_only"
                     ))
                 })?,
+                on_uncertain_fix: serde_json::from_value(json!(a.on_uncertain_fix)).map_err(
+                    |_| {
+                        bad_input(anyhow::anyhow!(
+                            "--on-uncertain-fix must be deny, need_precise_location or decide_at_point"
+                        ))
+                    },
+                )?,
                 ..Policy::default()
             };
             let gps = a
@@ -605,6 +616,7 @@ fn run_check(cli: &Cli, a: &CheckArgs) -> Result<u8, Exit> {
         "decision": d.verdict.as_str(),
         "reason": d.reason.as_str(),
         "territory": d.territory.map(code),
+        "touched": d.touched.as_slice().iter().map(|&t| code(t)).collect::<Vec<_>>(),
         "source": d.source.as_str(),
         "evidence": evidence,
         "deal": d.deal.map(|id| snap.licenses.deal(id).id.to_string()),

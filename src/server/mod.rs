@@ -371,14 +371,15 @@ pub fn decide_and_record(
     d
 }
 
-/// The JSON form of a decision: territory code and source kind only.
+/// The JSON form of a decision: territory codes and source kind only (`touched`, the
+/// territories an ambiguous location touches, only when there are any).
 pub fn decision_json(
     snap: &Snapshot,
     track: &str,
     d: &Decision,
     valid_until: DateTime<Utc>,
 ) -> serde_json::Value {
-    json!({
+    let mut v = json!({
         "track": track,
         "playable": d.verdict == Verdict::Allow,
         "decision": d.verdict.as_str(),
@@ -386,7 +387,22 @@ pub fn decision_json(
         "territory": d.territory.map(|t| snap.territories.code(t)),
         "source": d.source.as_str(),
         "valid_until": valid_until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-    })
+    });
+    // An ambiguous location names what the evidence touches, so that the client can tell the
+    // listener why ("near a border"): territory codes only.
+    if !d.touched.is_empty()
+        && let Some(m) = v.as_object_mut()
+    {
+        m.insert(
+            "touched".into(),
+            d.touched
+                .as_slice()
+                .iter()
+                .map(|&t| snap.territories.code(t))
+                .collect(),
+        );
+    }
+    v
 }
 
 /// The future of a public request: answered at once (everything but the proxy and `POST

@@ -246,7 +246,10 @@ impl Frame {
             return out;
         };
         let (x0, x1) = (self.lon - h, self.lon + h);
-        out.push(AABB::from_corners([x0.max(-180.0), y0], [x1.min(180.0), y1]));
+        out.push(AABB::from_corners(
+            [x0.max(-180.0), y0],
+            [x1.min(180.0), y1],
+        ));
         if x0 < -180.0 {
             out.push(AABB::from_corners([x0 + 360.0, y0], [180.0, y1]));
         }
@@ -428,29 +431,31 @@ impl BorderTree {
         let mut found = Found::new(self.territories);
         let mut unsure: SmallVec<[(u32, u16); 16]> = SmallVec::new();
         for env in frame.boxes() {
-            let flow = self.tree.locate_in_envelope_intersecting_int(&env, |c: &Chain| {
-                if found.has(c.territory)
-                    || only.is_some_and(|t| t.0 != c.territory)
-                    || frame.box_low(&c.env) > r
-                {
-                    return ControlFlow::Continue(());
-                }
-                for e in c.start..c.start + u32::from(c.edges) {
-                    let (a, b) = (verts[e as usize], verts[e as usize + 1]);
-                    match frame.near(a, b) {
-                        Near::No => {}
-                        Near::Yes => {
-                            found.set(c.territory);
-                            if only.is_some() {
-                                return ControlFlow::Break(());
-                            }
-                            break;
-                        }
-                        Near::Unsure => unsure.push((e, c.territory)),
+            let flow = self
+                .tree
+                .locate_in_envelope_intersecting_int(&env, |c: &Chain| {
+                    if found.has(c.territory)
+                        || only.is_some_and(|t| t.0 != c.territory)
+                        || frame.box_low(&c.env) > r
+                    {
+                        return ControlFlow::Continue(());
                     }
-                }
-                ControlFlow::Continue(())
-            });
+                    for e in c.start..c.start + u32::from(c.edges) {
+                        let (a, b) = (verts[e as usize], verts[e as usize + 1]);
+                        match frame.near(a, b) {
+                            Near::No => {}
+                            Near::Yes => {
+                                found.set(c.territory);
+                                if only.is_some() {
+                                    return ControlFlow::Break(());
+                                }
+                                break;
+                            }
+                            Near::Unsure => unsure.push((e, c.territory)),
+                        }
+                    }
+                    ControlFlow::Continue(())
+                });
             if flow.is_break() {
                 return found.hits();
             }
@@ -497,13 +502,19 @@ mod tests {
                         (q.y(), q.x())
                     };
                     let q = [dlon, dlat];
-                    assert!(!matches!(f.near(q, q), Near::No), "{lon},{lat} r={r} az={az}");
+                    assert!(
+                        !matches!(f.near(q, q), Near::No),
+                        "{lon},{lat} r={r} az={az}"
+                    );
                     let q = {
                         use geo::Destination;
                         let q = Geodesic.destination(Point::new(lon, lat), az, r * 1.001 + 1.0);
                         [q.x(), q.y()]
                     };
-                    assert!(!matches!(f.near(q, q), Near::Yes), "{lon},{lat} r={r} az={az}");
+                    assert!(
+                        !matches!(f.near(q, q), Near::Yes),
+                        "{lon},{lat} r={r} az={az}"
+                    );
                 }
             }
         }

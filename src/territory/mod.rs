@@ -19,9 +19,9 @@ pub mod index;
 use std::collections::HashMap;
 use std::fmt;
 
+pub use disc::Disc;
 pub use geojson::{RawTerritory, TerritoryFileError};
 pub use groups::{GroupId, Groups};
-pub use disc::Disc;
 pub use index::{Hits, TerritoryIndex};
 
 /// A territory compiled to a small integer; ids index into [`Territories`].

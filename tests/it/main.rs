@@ -2,6 +2,7 @@
 
 mod cli;
 mod diff;
+mod disc;
 mod fast_path;
 mod faults;
 mod leak;
