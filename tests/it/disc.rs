@@ -373,3 +373,320 @@ fn bad_radii_are_the_point_alone() {
     }
     assert!(touched([200.0, 0.0], 1_000.0).is_empty());
 }
+
+// ---- Decisions near small territories, for every kind of evidence with a radius -------------
+
+mod decisions {
+    use super::{inside, offset};
+    use crate::util::at;
+    use mmdb_writer::{Value, Writer};
+    use regiongate::Snapshot;
+    use regiongate::decide::{
+        Decision, Policy, Question, Reason, Source, UncertainFixOutcome, Verdict,
+        decide_with_evidence,
+    };
+    use regiongate::license::{Tier, UseType};
+    use regiongate::locate::{self, hints};
+    use regiongate::privacy::ClientIp;
+    use std::sync::OnceLock;
+
+    const NOW: &str = "2026-06-15T12:00:00Z";
+
+    /// Small territory, its surroundings, a point inside it, the bearing to walk out of it,
+    /// and the mobile country code of the surroundings.
+    const PAIRS: [(&str, &str, [f64; 2], f64, &str); 5] = [
+        ("VA", "IT", [12.4534, 41.9029], 90.0, "222"),
+        ("SM", "IT", [12.4473, 43.9356], 90.0, "222"),
+        ("MC", "FR", [7.4246, 43.7384], 0.0, "208"),
+        ("GI", "ES", [-5.3536, 36.1408], 0.0, "214"),
+        ("HK", "CN", [114.1694, 22.3193], 0.0, "460"),
+    ];
+
+    /// A point in the surroundings about 1 km beyond the small territory's border: walk out
+    /// of it in 50 m steps, then 1 km on.
+    fn beside(micro: &str, start: [f64; 2], bearing: f64) -> [f64; 2] {
+        let mut p = start;
+        for _ in 0..2_000 {
+            if !inside(p).contains(&micro.to_owned()) {
+                return offset(p, bearing, 1_000.0);
+            }
+            p = offset(p, bearing, 50.0);
+        }
+        panic!("never left {micro}");
+    }
+
+    fn city(country: &str, p: [f64; 2], acc_km: u16) -> Value {
+        Value::map([
+            ("country", Value::map([("iso_code", Value::from(country))])),
+            (
+                "location",
+                Value::map([
+                    ("latitude", Value::Double(p[1])),
+                    ("longitude", Value::Double(p[0])),
+                    ("accuracy_radius", Value::U16(acc_km)),
+                ]),
+            ),
+        ])
+    }
+
+    /// The default world with a track per pair licensed in the surroundings only
+    /// (`T_IT`, ...), a City database with, per pair `i`, `81.0.i.0/24` at the point beside
+    /// the small territory with a 5 km radius and `81.1.i.0/24` 1 km radius there, and a cell
+    /// per pair (cell id `i + 1`, range 3 km; `i + 101`, range 50 m) at that point.
+    fn world() -> &'static (Snapshot, Vec<[f64; 2]>) {
+        static W: OnceLock<(Snapshot, Vec<[f64; 2]>)> = OnceLock::new();
+        W.get_or_init(|| {
+            let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/regions");
+            let read = |f: &str| std::fs::read(format!("{dir}/{f}")).expect("data file");
+            let points: Vec<[f64; 2]> = PAIRS
+                .iter()
+                .map(|&(m, _, p, b, _)| beside(m, p, b))
+                .collect();
+            let mut licences = String::new();
+            let mut ip = Writer::new("GeoIP2-City");
+            let mut cells = String::new();
+            let mut seen = std::collections::BTreeSet::new();
+            for (i, (&(_, big, _, _, mcc), p)) in PAIRS.iter().zip(&points).enumerate() {
+                if seen.insert(big) {
+                    licences.push_str(&format!(
+                    "[[dealset]]\nselector = {{ track = \"T_{big}\" }}\nupdated = \"2025-01-01\"\n\
+                     deals = [{{ id = \"{big}\", territories = [\"{big}\"], start = \"2020-01-01\", \
+                     uses = [\"on_demand_stream\"] }}]\n"
+                    ));
+                }
+                for (net, km) in [(format!("81.0.{i}.0/24"), 5), (format!("81.1.{i}.0/24"), 1)] {
+                    ip.insert_value(net.parse::<ipnet::IpNet>().expect("net"), city(big, *p, km))
+                        .expect("insert");
+                }
+                for (cell, range) in [(i + 1, 3_000), (i + 101, 50)] {
+                    cells.push_str(&format!(
+                        "LTE,{mcc},1,100,{cell},,{},{},{range},1,1,0,0,0\n",
+                        p[0], p[1]
+                    ));
+                }
+            }
+            let files = vec![
+                ("countries.geojson.gz", read("countries.geojson.gz")),
+                ("groups.toml", read("groups.toml")),
+                ("mcc-mnc.csv", read("mcc-mnc.csv")),
+                ("licenses/discs.toml", licences.into_bytes()),
+                ("ip/geoip.mmdb", ip.to_bytes().expect("mmdb")),
+                ("cells.csv", cells.into_bytes()),
+            ];
+            (Snapshot::from_memory(files).expect("world"), points)
+        })
+    }
+
+    struct Ask {
+        ip: Option<String>,
+        gps: Option<([f64; 2], f64)>,
+        cell: Option<(&'static str, usize)>,
+    }
+
+    fn ask(track: &str, policy: &Policy, a: Ask) -> Decision {
+        let (s, _) = world();
+        let now = at(NOW);
+        let client = a.ip.map(|i| ClientIp::new(i.parse().expect("ip")));
+        let gps = a.gps.map(|(p, acc)| {
+            hints::check_gps(
+                p[1],
+                p[0],
+                acc,
+                now.timestamp(),
+                now.timestamp(),
+                &hints::GpsLimits::default(),
+            )
+            .expect("gps")
+        });
+        let cell = a.cell.map(|(mcc, id)| {
+            hints::check_cell(mcc, "01", Some("lte"), Some("100"), Some(&id.to_string()))
+                .expect("cell")
+        });
+        let ev = locate::gather(s, client.as_ref(), gps, cell.as_ref());
+        let q = Question {
+            track,
+            use_type: UseType::OnDemandStream,
+            tier: Tier::Premium,
+        };
+        decide_with_evidence(s, policy, &q, &ev, now)
+    }
+
+    fn codes(d: &Decision) -> Vec<String> {
+        let (s, _) = world();
+        d.touched
+            .as_slice()
+            .iter()
+            .map(|&t| s.territories.code(t).to_owned())
+            .collect()
+    }
+
+    fn gps(p: [f64; 2], acc: f64) -> Ask {
+        Ask {
+            ip: None,
+            gps: Some((p, acc)),
+            cell: None,
+        }
+    }
+
+    #[test]
+    fn a_gps_disc_across_a_small_territory_is_never_a_certain_answer() {
+        let (_, points) = world();
+        let pf = Policy::default();
+        assert_eq!(
+            pf.on_uncertain_fix,
+            UncertainFixOutcome::Deny,
+            "fails closed"
+        );
+        let at_point = Policy {
+            on_uncertain_fix: UncertainFixOutcome::DecideAtPoint,
+            ..pf
+        };
+        let ask_again = Policy {
+            on_uncertain_fix: UncertainFixOutcome::NeedPreciseLocation,
+            ..pf
+        };
+        for (&(micro, big, _, bearing, _), &p) in PAIRS.iter().zip(points) {
+            let track = format!("T_{big}");
+            assert_eq!(inside(p)[0], big, "the point beside {micro} is in {big}");
+            // 1 km from the border with a 1.5 km radius: the disc reaches the small territory.
+            let d = ask(&track, &pf, gps(p, 1_500.0));
+            assert_eq!(
+                (d.verdict, d.reason, d.source),
+                (Verdict::Deny, Reason::AmbiguousLocation, Source::Gps),
+                "{micro}"
+            );
+            let touched = codes(&d);
+            assert!(
+                touched.contains(&micro.to_owned()) && touched.contains(&big.to_owned()),
+                "{micro}: {touched:?}"
+            );
+            let d = ask(&track, &ask_again, gps(p, 1_500.0));
+            assert_eq!(
+                (d.verdict, d.reason),
+                (Verdict::NeedPreciseLocation, Reason::AmbiguousLocation)
+            );
+            let d = ask(&track, &at_point, gps(p, 1_500.0));
+            assert_eq!((d.verdict, d.reason), (Verdict::Allow, Reason::Licensed));
+            // A precise fix there is a certain allow, with nothing touched listed.
+            let d = ask(&track, &pf, gps(p, 20.0));
+            assert_eq!(
+                (d.verdict, d.reason),
+                (Verdict::Allow, Reason::Licensed),
+                "{micro}"
+            );
+            assert!(d.touched.is_empty());
+            // Inside the small territory, ~500 m from its border: a precise fix is a certain
+            // deny; a disc reaching out into the licensed surroundings is not.
+            let within = offset(p, bearing + 180.0, 1_500.0);
+            assert_eq!(inside(within)[0], micro, "{micro}");
+            let d = ask(&track, &pf, gps(within, 10.0));
+            assert_eq!(
+                (d.verdict, d.reason),
+                (Verdict::Deny, Reason::NotLicensedInTerritory),
+                "{micro}"
+            );
+            let d = ask(&track, &pf, gps(within, 900.0));
+            assert_eq!(
+                (d.verdict, d.reason),
+                (Verdict::Deny, Reason::AmbiguousLocation),
+                "{micro}"
+            );
+            let d = ask(&track, &at_point, gps(within, 900.0));
+            assert_eq!(d.reason, Reason::NotLicensedInTerritory, "{micro}");
+        }
+    }
+
+    #[test]
+    fn city_database_and_cell_radii_count_too() {
+        let (_, points) = world();
+        let pf = Policy::default();
+        for (i, &(micro, big, _, _, mcc)) in PAIRS.iter().enumerate() {
+            let track = format!("T_{big}");
+            // The IP's City point with a 5 km radius reaches the small territory: uncertain
+            // IP evidence asks for a precise location.
+            let d = ask(
+                &track,
+                &pf,
+                Ask {
+                    ip: Some(format!("81.0.{i}.7")),
+                    gps: None,
+                    cell: None,
+                },
+            );
+            assert_eq!(
+                (d.verdict, d.reason, d.source),
+                (
+                    Verdict::NeedPreciseLocation,
+                    Reason::AmbiguousLocation,
+                    Source::Ip
+                ),
+                "{micro}"
+            );
+            assert!(codes(&d).contains(&micro.to_owned()), "{micro}");
+            // A known cell with a 3 km range there: the same, from the cell.
+            let d = ask(
+                &track,
+                &pf,
+                Ask {
+                    ip: None,
+                    gps: None,
+                    cell: Some((mcc, i + 1)),
+                },
+            );
+            assert_eq!(
+                (d.verdict, d.reason, d.source),
+                (
+                    Verdict::NeedPreciseLocation,
+                    Reason::AmbiguousLocation,
+                    Source::Cell
+                ),
+                "{micro}"
+            );
+            // A 50 m cell there is certain.
+            let d = ask(
+                &track,
+                &pf,
+                Ask {
+                    ip: None,
+                    gps: None,
+                    cell: Some((mcc, i + 101)),
+                },
+            );
+            assert_eq!(
+                (d.verdict, d.source),
+                (Verdict::Allow, Source::Cell),
+                "{micro}"
+            );
+            // The uncertain cell hands over to IP evidence; an uncertain IP point then asks.
+            let d = ask(
+                &track,
+                &pf,
+                Ask {
+                    ip: Some(format!("81.0.{i}.7")),
+                    gps: None,
+                    cell: Some((mcc, i + 1)),
+                },
+            );
+            assert_eq!(
+                (d.verdict, d.reason),
+                (Verdict::NeedPreciseLocation, Reason::AmbiguousLocation),
+                "{micro}"
+            );
+            // A precise GPS fix beside it settles what the IP circle could not.
+            let d = ask(
+                &track,
+                &pf,
+                Ask {
+                    ip: Some(format!("81.0.{i}.7")),
+                    gps: Some((points[i], 20.0)),
+                    cell: None,
+                },
+            );
+            assert_eq!(
+                (d.verdict, d.source),
+                (Verdict::Allow, Source::Gps),
+                "{micro}"
+            );
+        }
+    }
+}
