@@ -9,6 +9,12 @@
 //! Point sets (fixed seeds): uniform on the sphere, random land points (uniform points that fall
 //! in a country), and points within 100 m of a border vertex.
 //!
+//! Accuracy discs (`disc/RADIUS`, on the border points): `regiongate` is the exact disc query
+//! (`territories_within`); `sampled-24` is the check it replaced, 24 point lookups on two rings
+//! (16 on the circle, 8 at half the radius), which misses anything between its samples. After
+//! the criterion groups, each radius's per-query median and p99 are printed (every query timed
+//! alone, 5 passes over the points).
+//!
 //! Run: `cargo bench --bench lookup`. Figures go to `benches/README.md`.
 
 use country_boundaries::{BOUNDARIES_ODBL_360X180, CountryBoundaries, LatLon};
@@ -21,6 +27,7 @@ use regiongate::{DataSource, Snapshot};
 use rstar::{AABB, RTree, RTreeObject};
 use std::hint::black_box;
 use std::io::Read;
+use std::time::Instant;
 
 const N: usize = 2000;
 
@@ -161,6 +168,75 @@ fn bench(c: &mut Criterion) {
         });
         g.finish();
     }
+    let border = point_sets(&world, &rings)
+        .into_iter()
+        .find(|(n, _)| *n == "border")
+        .map(|(_, p)| p)
+        .expect("border points");
+    for r in RADII {
+        let mut g = c.benchmark_group(format!("disc/{r}m"));
+        g.throughput(Throughput::Elements(border.len() as u64));
+        g.bench_with_input(BenchmarkId::new("regiongate", N), &border, |b, pts| {
+            b.iter(|| {
+                for p in pts {
+                    black_box(world.index.territories_within(black_box(*p), r));
+                }
+            })
+        });
+        g.bench_with_input(BenchmarkId::new("sampled-24", N), &border, |b, pts| {
+            b.iter(|| {
+                for p in pts {
+                    black_box(sampled(&world, black_box(*p), r));
+                }
+            })
+        });
+        g.finish();
+    }
+    for r in RADII {
+        let mut times = Vec::with_capacity(border.len() * 5);
+        for _ in 0..5 {
+            for p in &border {
+                let t = Instant::now();
+                black_box(world.index.territories_within(black_box(*p), r));
+                times.push(t.elapsed().as_nanos() as u64);
+            }
+        }
+        times.sort_unstable();
+        let q = |f: f64| times[((times.len() - 1) as f64 * f) as usize];
+        eprintln!(
+            "disc/{r}m per query near borders: median {} ns, p99 {} ns",
+            q(0.5),
+            q(0.99)
+        );
+    }
+}
+
+/// Radii of the disc benches, metres.
+const RADII: [f64; 4] = [20.0, 1_000.0, 10_000.0, 50_000.0];
+
+/// The sampled check the disc query replaced: territories at 16 points on the circle and 8 at
+/// half the radius (spherical destinations), plus the centre.
+fn sampled(world: &Snapshot, p: [f64; 2], r: f64) -> usize {
+    const R: f64 = 6_371_008.8;
+    let (phi1, l1) = (p[1].to_radians(), p[0].to_radians());
+    let mut n = world.index.locate(p).len();
+    for i in 0..24 {
+        let (b, d) = if i < 16 {
+            (f64::from(i) * std::f64::consts::TAU / 16.0, r)
+        } else {
+            (
+                (f64::from(i - 16) + 0.5) * std::f64::consts::TAU / 8.0,
+                r / 2.0,
+            )
+        };
+        let delta = d / R;
+        let phi2 = (phi1.sin() * delta.cos() + phi1.cos() * delta.sin() * b.cos()).asin();
+        let l2 =
+            l1 + (b.sin() * delta.sin() * phi1.cos()).atan2(delta.cos() - phi1.sin() * phi2.sin());
+        let lon = (l2.to_degrees() + 540.0).rem_euclid(360.0) - 180.0;
+        n += world.index.locate([lon, phi2.to_degrees()]).len();
+    }
+    n
 }
 
 criterion_group! {
