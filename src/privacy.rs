@@ -57,6 +57,79 @@ impl fmt::Display for GpsPoint {
     }
 }
 
+/// A WiFi access point's MAC address (BSSID): it identifies a home, so it is personal data.
+/// Never printed, never serialised; compared and looked up as a 48-bit number.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Bssid(u64);
+
+/// Why a BSSID was refused. Never holds the value.
+#[derive(Debug, Error, Clone, Copy, PartialEq, Eq)]
+pub enum BssidError {
+    /// Not 12 hex digits, bare or in pairs separated by `:` or `-` (one separator throughout).
+    #[error("expected 12 hex digits, bare or as pairs separated by ':' or '-'")]
+    Syntax,
+}
+
+impl Bssid {
+    /// Parses `00:11:22:aa:bb:cc`, `00-11-22-AA-BB-CC` or `001122aabbcc` (any case).
+    ///
+    /// # Errors
+    /// If it is none of these forms.
+    pub fn parse(s: &str) -> Result<Bssid, BssidError> {
+        let b = s.as_bytes();
+        let digits: [u8; 12] = match b.len() {
+            12 => b.try_into().map_err(|_| BssidError::Syntax)?,
+            17 => {
+                let sep = b[2];
+                if !(sep == b':' || sep == b'-') {
+                    return Err(BssidError::Syntax);
+                }
+                let mut d = [0u8; 12];
+                for i in 0..6 {
+                    if i < 5 && b[i * 3 + 2] != sep {
+                        return Err(BssidError::Syntax);
+                    }
+                    d[i * 2] = b[i * 3];
+                    d[i * 2 + 1] = b[i * 3 + 1];
+                }
+                d
+            }
+            _ => return Err(BssidError::Syntax),
+        };
+        let mut v = 0u64;
+        for c in digits {
+            let x = (c as char).to_digit(16).ok_or(BssidError::Syntax)?;
+            v = v << 4 | u64::from(x);
+        }
+        Ok(Bssid(v))
+    }
+
+    /// Whether the address is multicast or locally administered (randomised phone hotspots,
+    /// virtual interfaces): such an address names no fixed access point and is never looked
+    /// up.
+    pub fn is_unusable(self) -> bool {
+        let first = (self.0 >> 40) as u8;
+        first & 0b11 != 0
+    }
+
+    /// The address as a number, for the access-point database's sorted keys only.
+    pub fn key(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Debug for Bssid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(REDACTED)
+    }
+}
+
+impl fmt::Display for Bssid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(REDACTED)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -69,6 +142,44 @@ mod tests {
             assert!(s.contains("[redacted]"));
         }
         assert_eq!(p.lon_lat(), [8.6906789, 47.6964123]);
+    }
+
+    #[test]
+    fn bssids_parse_in_every_form_and_hide_their_value() {
+        let forms = [
+            "00:00:5e:00:53:2a",
+            "00:00:5E:00:53:2A",
+            "00-00-5e-00-53-2a",
+            "00005E00532a",
+        ];
+        let b = Bssid::parse(forms[0]).expect("valid");
+        for f in forms {
+            assert_eq!(Bssid::parse(f), Ok(b), "{f}");
+        }
+        assert_eq!(b.key(), 0x0000_5e00_532a);
+        for s in [format!("{b:?}"), format!("{b}")] {
+            assert_eq!(s, "[redacted]");
+        }
+        for bad in [
+            "",
+            "00:00:5e:00:53",
+            "00:00:5e-00:53:2a",
+            "00:00:5e:00:53:2g",
+            "0000.5e00.532a",
+            "00:00:5e:00:53:2a:",
+            "+0:00:5e:00:53:2a",
+        ] {
+            assert_eq!(Bssid::parse(bad), Err(BssidError::Syntax), "{bad}");
+        }
+        assert!(!b.is_unusable());
+        assert!(
+            Bssid::parse("02:00:5e:00:53:2a").expect("ok").is_unusable(),
+            "local"
+        );
+        assert!(
+            Bssid::parse("01:00:5e:00:00:01").expect("ok").is_unusable(),
+            "multicast"
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod cidr;
 pub mod forwarded;
 pub mod hints;
 pub mod ip;
+pub mod wifi;
 
 use crate::privacy::{CellHint, ClientIp, GpsPoint};
 use crate::snapshot::Snapshot;
