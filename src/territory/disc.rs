@@ -210,7 +210,7 @@ impl Found {
 }
 
 /// One disc, with the plane scales of its latitude band.
-struct Frame {
+pub(super) struct Frame {
     lon: f64,
     lat: f64,
     r: f64,
@@ -227,7 +227,9 @@ struct Frame {
 }
 
 impl Frame {
-    fn new(p: Pt, r: f64) -> Frame {
+    /// The frame of the disc of `r` metres around `p`. `r` must be finite and positive, `p`
+    /// within ±180 / ±90 (the caller checks).
+    pub(super) fn new(p: Pt, r: f64) -> Frame {
         let [lon, lat] = p;
         let beta = ((r + 1.0) / M_MIN).to_degrees();
         let (lat_lo, lat_hi) = ((lat - beta).max(-90.0), (lat + beta).min(90.0));
@@ -271,6 +273,17 @@ impl Frame {
             out.push(AABB::from_corners([-180.0, y0], [x1 - 360.0, y1]));
         }
         out
+    }
+
+    /// Whether every point within `r` lies in the closed box `lo`–`hi` (no wrap).
+    #[inline]
+    pub(super) fn inside_box(&self, lo: Pt, hi: Pt) -> bool {
+        self.lon_half.is_some_and(|h| {
+            self.lon - h >= lo[0]
+                && self.lon + h <= hi[0]
+                && self.lat_lo >= lo[1]
+                && self.lat_hi <= hi[1]
+        })
     }
 
     /// Longitude difference from the centre, in [-180, 180).
@@ -437,53 +450,104 @@ impl BorderTree {
         self.tree.size() * (std::mem::size_of::<Chain>() + 16)
     }
 
-    /// Territories whose border comes within `r` metres of `p` (sorted by id). With `only`,
-    /// just that territory is looked for, and the search stops when it is found.
-    ///
-    /// `r` must be finite and positive, `p` within ±180 / ±90 (the caller checks).
-    pub(super) fn reached(&self, verts: &[Pt], p: Pt, r: f64, only: Option<TerritoryId>) -> Hits {
-        let frame = Frame::new(p, r);
-        let mut found = Found::new(self.territories);
-        let mut unsure: SmallVec<[(u32, u16); 16]> = SmallVec::new();
+    /// Territories whose border comes within the frame's radius of its centre (sorted by id).
+    /// With `only`, just that territory is looked for, and the search stops when it is found.
+    pub(super) fn reached(&self, verts: &[Pt], frame: &Frame, only: Option<TerritoryId>) -> Hits {
+        let mut search = Search::new(frame, verts, self.territories, only);
         for env in frame.boxes() {
             let flow = self
                 .tree
                 .locate_in_envelope_intersecting_int(&env, |c: &Chain| {
-                    if found.has(c.territory)
-                        || only.is_some_and(|t| t.0 != c.territory)
-                        || frame.box_low(&c.env) > r
-                    {
+                    if !search.wants(c.territory) || frame.box_low(&c.env) > frame.r {
                         return ControlFlow::Continue(());
                     }
-                    for e in c.start..c.start + u32::from(c.edges) {
-                        let (a, b) = (verts[e as usize], verts[e as usize + 1]);
-                        match frame.near(a, b) {
-                            Near::No => {}
-                            Near::Yes => {
-                                found.set(c.territory);
-                                if only.is_some() {
-                                    return ControlFlow::Break(());
-                                }
-                                break;
-                            }
-                            Near::Unsure => unsure.push((e, c.territory)),
-                        }
-                    }
-                    ControlFlow::Continue(())
+                    search.edges(c.territory, c.start..c.start + u32::from(c.edges))
                 });
             if flow.is_break() {
-                return found.hits();
+                break;
             }
         }
-        let mut budget = MAX_EXACT_EVALUATIONS;
-        for (e, t) in unsure {
-            if !found.has(t)
-                && frame.exact_near(verts[e as usize], verts[e as usize + 1], &mut budget)
-            {
-                found.set(t);
+        search.finish()
+    }
+}
+
+/// One disc query's state: the territories found so far by the plane bounds, and the edges
+/// those bounds could not settle, which [`finish`](Search::finish) decides exactly. Shared by
+/// the R-tree walk and the point index's leaf path ([`TerritoryIndex::disc`]).
+///
+/// [`TerritoryIndex::disc`]: super::TerritoryIndex::disc
+pub(super) struct Search<'a> {
+    frame: &'a Frame,
+    verts: &'a [Pt],
+    found: Found,
+    unsure: SmallVec<[(u32, u16); 16]>,
+    only: Option<TerritoryId>,
+    done: bool,
+}
+
+impl<'a> Search<'a> {
+    /// A search over `territories` territory ids; with `only`, for that one.
+    pub(super) fn new(
+        frame: &'a Frame,
+        verts: &'a [Pt],
+        territories: usize,
+        only: Option<TerritoryId>,
+    ) -> Self {
+        Search {
+            frame,
+            verts,
+            found: Found::new(territories),
+            unsure: SmallVec::new(),
+            only,
+            done: false,
+        }
+    }
+
+    /// Whether edges of territory `t` still need testing.
+    #[inline]
+    pub(super) fn wants(&self, t: u16) -> bool {
+        !self.found.has(t) && self.only.is_none_or(|o| o.0 == t)
+    }
+
+    /// Tests edges `edges` (edge `e` joins vertices `e` and `e + 1`) of territory `t`.
+    /// Breaks when `only` was given and is found.
+    #[inline]
+    pub(super) fn edges(&mut self, t: u16, edges: Range<u32>) -> ControlFlow<()> {
+        for e in edges {
+            let (a, b) = (self.verts[e as usize], self.verts[e as usize + 1]);
+            match self.frame.near(a, b) {
+                Near::No => {}
+                Near::Yes => {
+                    self.found.set(t);
+                    if self.only.is_some() {
+                        self.done = true;
+                        return ControlFlow::Break(());
+                    }
+                    break;
+                }
+                Near::Unsure => self.unsure.push((e, t)),
             }
         }
-        found.hits()
+        ControlFlow::Continue(())
+    }
+
+    /// The territories found, the unsure edges decided by branch and bound.
+    pub(super) fn finish(mut self) -> Hits {
+        if !self.done {
+            let mut budget = MAX_EXACT_EVALUATIONS;
+            for (e, t) in std::mem::take(&mut self.unsure) {
+                if !self.found.has(t) {
+                    let (a, b) = (self.verts[e as usize], self.verts[e as usize + 1]);
+                    if self.frame.exact_near(a, b, &mut budget) {
+                        self.found.set(t);
+                        if self.only.is_some() {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        self.found.hits()
     }
 }
 

@@ -55,7 +55,7 @@
 //! live in one scratch buffer per thread, used as a stack, so splitting a cell allocates nothing.
 
 use super::TerritoryId;
-use super::disc::{BorderTree, Disc};
+use super::disc::{BorderTree, Disc, Frame, Search};
 use rayon::prelude::*;
 use robust::{Coord, orient2d};
 use smallvec::SmallVec;
@@ -1004,9 +1004,17 @@ impl TerritoryIndex {
     /// A point outside ±180 / ±90 or not finite is in no territory.
     #[inline]
     pub fn locate(&self, p: Pt) -> Hits {
-        let mut hits = Hits::new();
-        if !((-180.0..=180.0).contains(&p[0]) && (-90.0..=90.0).contains(&p[1])) {
-            return hits;
+        match self.cell_of(p) {
+            Some((cell, node)) => self.hits_in(cell, node, p),
+            None => Hits::new(),
+        }
+    }
+
+    /// The uniform cell or leaf holding `p`, with its node reference; `None` outside the plane.
+    #[inline]
+    fn cell_of(&self, p: Pt) -> Option<(Cell, u32)> {
+        if !inside_plane(p) {
+            return None;
         }
         // The division can round across a grid line; the exact comparisons put the point in
         // the cell whose closed box holds it.
@@ -1024,31 +1032,31 @@ impl TerritoryIndex {
         }
         let mut cell = Cell::root(col, row);
         let mut node = self.roots[row * ROOT_N + col];
-        loop {
-            let payload = (node >> 2) as usize;
-            match node & 3 {
-                TAG_UNIFORM => {
-                    let n = self.sets[payload] as usize;
-                    hits.extend(
-                        self.sets[payload + 1..payload + 1 + n]
-                            .iter()
-                            .map(|&t| TerritoryId(t as u16)),
-                    );
-                    return hits;
-                }
-                TAG_SPLIT => {
-                    let q = cell.quadrant(p);
-                    cell = cell.child(q);
-                    node = self.tree[payload + q];
-                }
-
-                _ => {
-                    debug_assert_eq!(node & 3, TAG_LEAF);
-                    self.leaf_hits(payload, cell.center(), p, &mut hits);
-                    return hits;
-                }
-            }
+        while node & 3 == TAG_SPLIT {
+            let q = cell.quadrant(p);
+            cell = cell.child(q);
+            node = self.tree[(node >> 2) as usize + q];
         }
+        Some((cell, node))
+    }
+
+    /// The territories containing `p`, a point of `cell` (node `node`, uniform or a leaf).
+    #[inline]
+    fn hits_in(&self, cell: Cell, node: u32, p: Pt) -> Hits {
+        let mut hits = Hits::new();
+        let payload = (node >> 2) as usize;
+        if node & 3 == TAG_UNIFORM {
+            let n = self.sets[payload] as usize;
+            hits.extend(
+                self.sets[payload + 1..payload + 1 + n]
+                    .iter()
+                    .map(|&t| TerritoryId(t as u16)),
+            );
+        } else {
+            debug_assert_eq!(node & 3, TAG_LEAF);
+            self.leaf_hits(payload, cell.center(), p, &mut hits);
+        }
+        hits
     }
 
     /// Adds the territories of the leaf at word `at` that contain `p`; `c` is the leaf's centre.
@@ -1094,9 +1102,12 @@ impl TerritoryIndex {
     /// The territories a disc touches, split into those containing its centre and those whose
     /// border comes within the radius (see [`territories_within`](Self::territories_within)).
     pub fn disc(&self, p: Pt, radius_m: f64) -> Disc {
-        let inside = self.locate(p);
-        let crossed = if inside_plane(p) && radius_m.is_finite() && radius_m > 0.0 {
-            self.borders.reached(&self.geo.verts, p, radius_m, None)
+        let Some((cell, node)) = self.cell_of(p) else {
+            return Disc::default();
+        };
+        let inside = self.hits_in(cell, node, p);
+        let crossed = if radius_m.is_finite() && radius_m > 0.0 {
+            self.reached(cell, node, &Frame::new(p, radius_m), None)
         } else {
             Hits::new()
         };
@@ -1107,14 +1118,49 @@ impl TerritoryIndex {
     /// question of [`territories_within`](Self::territories_within) for one territory, which
     /// stops at the first border edge of `t` within the radius.
     pub fn disc_touches(&self, p: Pt, radius_m: f64, t: TerritoryId) -> bool {
-        self.locate(p).contains(&t)
-            || (inside_plane(p)
-                && radius_m.is_finite()
+        let Some((cell, node)) = self.cell_of(p) else {
+            return false;
+        };
+        self.hits_in(cell, node, p).contains(&t)
+            || (radius_m.is_finite()
                 && radius_m > 0.0
                 && !self
-                    .borders
-                    .reached(&self.geo.verts, p, radius_m, Some(t))
+                    .reached(cell, node, &Frame::new(p, radius_m), Some(t))
                     .is_empty())
+    }
+
+    /// Territories whose border comes within the frame's disc. `cell` and `node` are the
+    /// point index's cell holding the centre: when the disc lies inside it, which is the case
+    /// for most GPS-sized discs, the cell's own edges are all the borders the disc can reach
+    /// (a uniform cell has none), and the border R-tree is not walked.
+    fn reached(&self, cell: Cell, node: u32, frame: &Frame, only: Option<TerritoryId>) -> Hits {
+        let hi = [cell.x0 + cell.size, cell.y0 + cell.size];
+        if !frame.inside_box([cell.x0, cell.y0], hi) {
+            return self.borders.reached(&self.geo.verts, frame, only);
+        }
+        if node & 3 == TAG_UNIFORM {
+            return Hits::new();
+        }
+        let w = &self.tree[(node >> 2) as usize..];
+        let (n_cover, n_entries) = (w[0] as usize, w[1] as usize);
+        let mut i = 2 + n_cover.div_ceil(2);
+        let mut search = Search::new(frame, &self.geo.verts, self.geo.rings.len(), only);
+        'entries: for _ in 0..n_entries {
+            let (t, runs) = (w[i] as u16, w[i + 1] as usize);
+            let at = i + 2;
+            i = at + 2 * runs;
+            for run in w[at..i].chunks_exact(2) {
+                if !search.wants(t) {
+                    continue 'entries;
+                }
+                // A run of n vertices is n - 1 edges.
+                let (start, n) = (run[0], run[1]);
+                if search.edges(t, start..start + n - 1).is_break() {
+                    break 'entries;
+                }
+            }
+        }
+        search.finish()
     }
 
     /// The same answer as [`locate`](Self::locate), computed the slow way (every edge of every
@@ -1185,6 +1231,52 @@ mod tests {
 
     fn ids(h: &Hits) -> Vec<u16> {
         h.iter().map(|t| t.0).collect()
+    }
+
+    /// Small discs near every edge of a square, the closing edge included, are answered from
+    /// the leaf holding the centre (the disc lies inside it) and must see that edge, and no
+    /// more than it, both ways: just reaching and just missing.
+    #[test]
+    fn small_discs_answered_from_the_leaf_see_each_edge() {
+        // Edges off the root grid lines (multiples of 45/128 degrees).
+        let index = TerritoryIndex::build(&[vec![square(0.1, 0.1, 10.0)]]);
+        // ~11 m outside the middle of each edge (1e-4 degrees: 11.06 m of latitude, 11.07 m of
+        // longitude at latitude 5.1).
+        let outside = [
+            [5.1, 0.1 - 1e-4],
+            [10.1 + 1e-4, 5.1],
+            [5.1, 10.1 + 1e-4],
+            [0.1 - 1e-4, 5.1],
+        ];
+        for p in outside {
+            assert!(index.locate(p).is_empty(), "{p:?} is outside");
+            let frame = Frame::new(p, 20.0);
+            let (cell, _) = index.cell_of(p).expect("in the plane");
+            assert!(
+                frame.inside_box(
+                    [cell.x0, cell.y0],
+                    [cell.x0 + cell.size, cell.y0 + cell.size]
+                ),
+                "{p:?}: the disc lies in the centre's cell, so the leaf path answers"
+            );
+            assert_eq!(
+                ids(&index.territories_within(p, 20.0)),
+                [0],
+                "{p:?} at 20 m"
+            );
+            assert!(index.disc_touches(p, 20.0, TerritoryId(0)), "{p:?} at 20 m");
+            assert!(
+                index.territories_within(p, 10.0).is_empty(),
+                "{p:?} at 10 m"
+            );
+            assert!(
+                !index.disc_touches(p, 10.0, TerritoryId(0)),
+                "{p:?} at 10 m"
+            );
+        }
+        // Inside, near the middle: the disc is covered.
+        let d = index.disc([5.1, 5.1], 1000.0);
+        assert_eq!((ids(&d.inside), ids(&d.crossed)), (vec![0], vec![]));
     }
 
     #[test]
