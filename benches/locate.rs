@@ -17,7 +17,7 @@ use rand_chacha::ChaCha8Rng;
 use regiongate::decide::{Policy, Question, decide_with_evidence};
 use regiongate::license::{Tier, UseType};
 use regiongate::locate::cell::CellDb;
-use regiongate::locate::hints::{GpsLimits, check_cell, check_gps};
+use regiongate::locate::hints::{GpsLimits, Hints, check_cell, check_gps};
 use regiongate::locate::{self, ip::is_special};
 use regiongate::privacy::ClientIp;
 use regiongate::{DataSource, Snapshot};
@@ -155,7 +155,12 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             for i in 0..N {
                 let client = ClientIp::new(ips[i]);
-                let ev = locate::gather(&world, Some(&client), Some(gps[i]), Some(&hints[i]));
+                let hints = Hints {
+                    gps: Some(gps[i]),
+                    cell: Some(hints[i]),
+                    wifi: None,
+                };
+                let ev = locate::gather(&world, Some(&client), &hints);
                 black_box(decide_with_evidence(&world, &policy, &q, &ev, now));
             }
         })

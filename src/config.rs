@@ -176,6 +176,7 @@ struct RawClient {
 #[serde(deny_unknown_fields)]
 struct RawHints {
     max_accuracy_m: Option<f64>,
+    wifi_max_accuracy_m: Option<f64>,
     max_age_s: Option<i64>,
 }
 
@@ -534,6 +535,15 @@ impl Config {
         if !(policy.plausible_km.is_finite() && policy.plausible_km >= 0.0) {
             return Err(err("policy.plausible_km", "must be a non-negative number"));
         }
+        if policy
+            .wifi_plausible_km
+            .is_some_and(|km| !(km.is_finite() && km >= 0.0))
+        {
+            return Err(err(
+                "policy.wifi_plausible_km",
+                "must be a non-negative number",
+            ));
+        }
         let trusted = raw.client.trusted_proxies.unwrap_or_default().join(",");
         let trusted_proxies = CidrSet::parse(&trusted).map_err(|(_, item)| {
             err(
@@ -567,6 +577,10 @@ impl Config {
                 .hints
                 .max_accuracy_m
                 .unwrap_or(GpsLimits::default().max_accuracy_m),
+            max_wifi_accuracy_m: raw
+                .hints
+                .wifi_max_accuracy_m
+                .unwrap_or(GpsLimits::default().max_wifi_accuracy_m),
             max_age_s: raw
                 .hints
                 .max_age_s
@@ -575,6 +589,12 @@ impl Config {
         if !(gps.max_accuracy_m.is_finite() && gps.max_accuracy_m > 0.0) {
             return Err(err(
                 "hints.max_accuracy_m",
+                "must be a positive number of metres",
+            ));
+        }
+        if !(gps.max_wifi_accuracy_m.is_finite() && gps.max_wifi_accuracy_m > 0.0) {
+            return Err(err(
+                "hints.wifi_max_accuracy_m",
                 "must be a positive number of metres",
             ));
         }
@@ -829,6 +849,14 @@ mod tests {
                 "client.trusted_proxies",
             ),
             ("[hints]\nmax_age_s = 0", "hints.max_age_s"),
+            (
+                "[hints]\nwifi_max_accuracy_m = 0.0",
+                "hints.wifi_max_accuracy_m",
+            ),
+            (
+                "[policy]\nwifi_plausible_km = -1.0",
+                "policy.wifi_plausible_km",
+            ),
             (
                 "[admin]\ntoken_env = \"REGIONGATE_TEST_UNSET\"",
                 "admin.token_env",

@@ -4,7 +4,7 @@
 //! [`Decision`]. A denial is a value with a machine-readable [`Reason`], never an error.
 
 use crate::license::{Deal, DealId, LicenseMap, Tier, TrackDeals, UseType};
-use crate::locate::{CellEvidence, Evidence, GpsHint, IpEvidence};
+use crate::locate::{CellEvidence, Evidence, GpsHint, IpEvidence, WifiEvidence};
 use crate::privacy::GpsPoint;
 use crate::snapshot::Snapshot;
 use crate::territory::{Disc, Hits, TerritoryId, TerritoryKind};
@@ -195,6 +195,8 @@ pub enum Source {
     Ip,
     /// The app's GPS hint.
     Gps,
+    /// The app's WiFi evidence: the device's WiFi positioning, or the access points it saw.
+    Wifi,
     /// The app's cell hint.
     Cell,
     /// None (no evidence, or a question that needs none, such as a takedown).
@@ -203,16 +205,29 @@ pub enum Source {
 
 impl Source {
     /// All sources (for metrics label sets).
-    pub const ALL: [Source; 4] = [Source::Ip, Source::Gps, Source::Cell, Source::None];
+    pub const ALL: [Source; 5] = [
+        Source::Ip,
+        Source::Gps,
+        Source::Wifi,
+        Source::Cell,
+        Source::None,
+    ];
 
     /// The wire name.
     pub fn as_str(self) -> &'static str {
         match self {
             Source::Ip => "ip",
             Source::Gps => "gps",
+            Source::Wifi => "wifi",
             Source::Cell => "cell",
             Source::None => "none",
         }
+    }
+
+    /// Whether the source is a precise fix the listener's device made (GPS or WiFi): an
+    /// uncertain one is answered as `on_uncertain_fix` says.
+    pub fn is_fix(self) -> bool {
+        matches!(self, Source::Gps | Source::Wifi)
     }
 }
 
@@ -329,8 +344,9 @@ fn decide_deals(
 pub enum PolicyKind {
     /// Every piece of evidence present must be in a licensed territory.
     Strict,
-    /// GPS, then cell, then IP; a client hint counts only if it is plausible against the IP
-    /// evidence (same country, or near the IP country or the IP point's accuracy circle).
+    /// GPS, then WiFi, then cell, then IP; a client hint counts only if it is plausible
+    /// against the IP evidence (same country, or near the IP country or the IP point's
+    /// accuracy circle).
     PreciseFirst,
     /// Only the IP address counts; hints are ignored.
     IpOnly,
@@ -354,12 +370,13 @@ pub enum ConflictOutcome {
 pub enum AnonymizerOutcome {
     /// Deny with reason `anonymizer`.
     Deny,
-    /// Disregard the address's location: decide on a GPS hint if there is one (not under
-    /// `ip_only`), otherwise ask for a precise location.
+    /// Disregard the address's location: decide on a GPS or else a WiFi fix if there is one
+    /// (not under `ip_only`), otherwise ask for a precise location.
     NeedPreciseLocation,
 }
 
-/// What a GPS fix whose accuracy disc touches territories with different answers leads to.
+/// What a GPS or WiFi fix whose accuracy disc touches territories with different answers
+/// leads to.
 /// Asking such a client for a better fix may go round in circles, so the operator chooses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -381,13 +398,15 @@ pub struct Policy {
     /// How far (km) a hint may lie from the IP country (or beyond the IP point's accuracy
     /// circle) and still be plausible.
     pub plausible_km: f64,
+    /// The same for WiFi evidence; `plausible_km` when not set.
+    pub wifi_plausible_km: Option<f64>,
     /// What an implausible hint leads to.
     pub on_conflict: ConflictOutcome,
     /// What an anonymizer-flagged address leads to.
     pub on_anonymizer: AnonymizerOutcome,
     /// With no location evidence at all: allow (`true`) or deny (`false`, the default).
     pub fail_open: bool,
-    /// What a GPS fix whose accuracy disc is uncertain leads to.
+    /// What a GPS or WiFi fix whose accuracy disc is uncertain leads to.
     pub on_uncertain_fix: UncertainFixOutcome,
 }
 
@@ -396,6 +415,7 @@ impl Default for Policy {
         Policy {
             kind: PolicyKind::PreciseFirst,
             plausible_km: 100.0,
+            wifi_plausible_km: None,
             on_conflict: ConflictOutcome::UseIp,
             on_anonymizer: AnonymizerOutcome::NeedPreciseLocation,
             fail_open: false,
@@ -579,7 +599,7 @@ fn judge_cell(
 /// `at_point`: the territories at `point`, when the caller has them already.
 fn plausible(
     s: &Snapshot,
-    policy: &Policy,
+    plausible_km: f64,
     ip: Option<&IpEvidence>,
     point: Option<&GpsPoint>,
     at_point: Option<&Hits>,
@@ -597,15 +617,14 @@ fn plausible(
         if let Some(p) = point {
             // In the IP country, or within plausible_km of it (the exact disc query).
             let near = at_point.is_some_and(|hits| hits.contains(&c))
-                || s.index
-                    .disc_touches(p.lon_lat(), policy.plausible_km * 1000.0, c);
+                || s.index.disc_touches(p.lon_lat(), plausible_km * 1000.0, c);
             if near {
                 return true;
             }
         }
     }
     match (point, ip.point) {
-        (Some(p), Some((ipp, r))) => distance_m(p, &ipp) <= r + policy.plausible_km * 1000.0,
+        (Some(p), Some((ipp, r))) => distance_m(p, &ipp) <= r + plausible_km * 1000.0,
         _ => ip_country.is_none(),
     }
 }
@@ -630,7 +649,7 @@ fn ambiguous(j: &Judged, source: Source, territory: Option<TerritoryId>) -> Deci
     }
 }
 
-/// The answer for an uncertain GPS fix, as `on_uncertain_fix` says.
+/// The answer for an uncertain GPS or WiFi fix, as `on_uncertain_fix` says.
 fn uncertain_fix(policy: &Policy, j: &Judged, source: Source) -> Decision {
     let here = j.center.first().copied();
     match policy.on_uncertain_fix {
@@ -644,11 +663,11 @@ fn uncertain_fix(policy: &Policy, j: &Judged, source: Source) -> Decision {
 }
 
 /// A judged piece of evidence's answer when it settles the question, the uncertain-fix answer
-/// for an uncertain GPS fix, and `None` for other uncertain evidence.
+/// for an uncertain GPS or WiFi fix, and `None` for other uncertain evidence.
 fn settled(policy: &Policy, j: &Judged, source: Source) -> Option<Decision> {
     if j.certain {
         Some(j.decision.from_source(source))
-    } else if source == Source::Gps {
+    } else if source.is_fix() {
         Some(uncertain_fix(policy, j, source))
     } else {
         None
@@ -699,17 +718,26 @@ pub fn decide_with_evidence(
     } else {
         ev.cell.as_ref()
     };
+    let wifi = if policy.kind == PolicyKind::IpOnly {
+        None
+    } else {
+        ev.wifi.as_ref()
+    };
     let judge_gps = |g: &GpsHint| judge_point(s, deals, q, now, &g.point, g.accuracy_m, None);
+    let judge_wifi = |w: &WifiEvidence| judge_point(s, deals, q, now, &w.point, w.accuracy_m, None);
 
     if let Some(i) = ip.filter(|i| i.flags.any()) {
-        return match (policy.on_anonymizer, gps) {
+        let fix = match (gps, wifi) {
+            (Some(g), _) => Some((judge_gps(g), Source::Gps)),
+            (None, Some(w)) => Some((judge_wifi(w), Source::Wifi)),
+            (None, None) => None,
+        };
+        return match (policy.on_anonymizer, fix) {
             (AnonymizerOutcome::Deny, _) => {
                 Decision::deny(Reason::Anonymizer, i.country).from_source(Source::Ip)
             }
-            (AnonymizerOutcome::NeedPreciseLocation, Some(g)) => {
-                let j = judge_gps(g);
-                settled(policy, &j, Source::Gps)
-                    .unwrap_or_else(|| uncertain_fix(policy, &j, Source::Gps))
+            (AnonymizerOutcome::NeedPreciseLocation, Some((j, src))) => {
+                settled(policy, &j, src).unwrap_or_else(|| uncertain_fix(policy, &j, src))
             }
             (AnonymizerOutcome::NeedPreciseLocation, None) => {
                 need(Reason::Anonymizer, Source::Ip, None)
@@ -721,6 +749,7 @@ pub fn decide_with_evidence(
     // (with a City database the IP point's accuracy disc is a disc query).
     let jip = || ip.and_then(|i| judge_ip(s, deals, q, now, i));
     let jgps = gps.map(judge_gps);
+    let jwifi = wifi.map(judge_wifi);
     let jcell = cell.and_then(|c| judge_cell(s, deals, q, now, c));
     let ip_territory = ip.and_then(|i| i.country);
 
@@ -731,17 +760,18 @@ pub fn decide_with_evidence(
             Some(j) => j.decision.from_source(Source::Ip),
         },
         PolicyKind::Strict => {
-            let all: SmallVec<[(Source, Judged); 3]> = [
+            let all: SmallVec<[(Source, Judged); 4]> = [
                 (Source::Gps, jgps),
+                (Source::Wifi, jwifi),
                 (Source::Cell, jcell),
                 (Source::Ip, jip()),
             ]
             .into_iter()
             .filter_map(|(src, j)| j.map(|j| (src, j)))
             .collect();
-            // Each piece's own answer: certain ones as judged, an uncertain GPS fix as the
-            // policy says, other uncertain pieces ask for a precise location.
-            let answers: SmallVec<[Decision; 3]> = all
+            // Each piece's own answer: certain ones as judged, an uncertain GPS or WiFi fix as
+            // the policy says, other uncertain pieces ask for a precise location.
+            let answers: SmallVec<[Decision; 4]> = all
                 .iter()
                 .map(|(src, j)| {
                     settled(policy, j, *src)
@@ -758,26 +788,38 @@ pub fn decide_with_evidence(
         }
         PolicyKind::PreciseFirst => {
             let mut ambiguous_hint = None;
-            // The GPS point was just placed by `judge_gps` (no fallback country): reuse it.
+            // The GPS and WiFi points were just placed by `judge_point` (no fallback
+            // country): reuse them.
             let gps_plausible = gps.is_some_and(|g| {
                 plausible(
                     s,
-                    policy,
+                    policy.plausible_km,
                     ip,
                     Some(&g.point),
                     jgps.as_ref().map(|j| &j.center),
                     &[],
                 )
             });
+            let wifi_plausible = wifi.is_some_and(|w| {
+                plausible(
+                    s,
+                    policy.wifi_plausible_km.unwrap_or(policy.plausible_km),
+                    ip,
+                    Some(&w.point),
+                    jwifi.as_ref().map(|j| &j.center),
+                    &[],
+                )
+            });
             let hints = [
                 (Source::Gps, jgps, gps_plausible),
+                (Source::Wifi, jwifi, wifi_plausible),
                 (
                     Source::Cell,
                     jcell,
                     cell.is_some_and(|c| {
                         plausible(
                             s,
-                            policy,
+                            policy.plausible_km,
                             ip,
                             c.fix.as_ref().map(|f| &f.point),
                             None,
@@ -800,8 +842,8 @@ pub fn decide_with_evidence(
                         ConflictOutcome::UseIp => continue,
                     }
                 }
-                // A plausible GPS fix settles it, certain or not (an uncertain one as the
-                // policy says: the IP evidence cannot make a fix that may lie in an
+                // A plausible GPS or WiFi fix settles it, certain or not (an uncertain one as
+                // the policy says: the IP evidence cannot make a fix that may lie in an
                 // unlicensed territory more certain); an uncertain cell hands over.
                 if let Some(d) = settled(policy, &j, src) {
                     return d;
@@ -828,6 +870,8 @@ pub enum Basis {
     IpPoint,
     /// The GPS hint's point.
     GpsPoint,
+    /// The WiFi evidence's point.
+    WifiPoint,
     /// The serving network's country.
     CellNetwork,
     /// A known cell's position.
@@ -845,6 +889,7 @@ impl Basis {
             Basis::IpCountry => "ip_country",
             Basis::IpPoint => "ip_point",
             Basis::GpsPoint => "gps_point",
+            Basis::WifiPoint => "wifi_point",
             Basis::CellNetwork => "cell_network",
             Basis::CellFix => "cell_fix",
             Basis::Ambiguous => "ambiguous",
@@ -854,8 +899,8 @@ impl Basis {
 }
 
 /// The caller's own country territory, for storefront choice: the evidence the policy trusts
-/// most that names one country (a plausible GPS hint, a plausible decisive cell hint, then the
-/// IP evidence). Anonymized addresses name none.
+/// most that names one country (a plausible GPS hint, a plausible WiFi position, a plausible
+/// decisive cell hint, then the IP evidence). Anonymized addresses name none.
 pub fn resolve_territory(
     s: &Snapshot,
     policy: &Policy,
@@ -865,15 +910,28 @@ pub fn resolve_territory(
     let hints_count = policy.kind != PolicyKind::IpOnly;
     let country_at = |p: &GpsPoint| s.territories.country_of(&s.index.locate(p.lon_lat()));
     if let Some(g) = ev.gps.as_ref().filter(|_| hints_count)
-        && plausible(s, policy, ip, Some(&g.point), None, &[])
+        && plausible(s, policy.plausible_km, ip, Some(&g.point), None, &[])
         && let Some(c) = country_at(&g.point)
     {
         return (Some(c), Source::Gps, Basis::GpsPoint);
     }
+    if let Some(w) = ev.wifi.as_ref().filter(|_| hints_count)
+        && plausible(
+            s,
+            policy.wifi_plausible_km.unwrap_or(policy.plausible_km),
+            ip,
+            Some(&w.point),
+            None,
+            &[],
+        )
+        && let Some(c) = country_at(&w.point)
+    {
+        return (Some(c), Source::Wifi, Basis::WifiPoint);
+    }
     if let Some(c) = ev.cell.as_ref().filter(|_| hints_count)
         && plausible(
             s,
-            policy,
+            policy.plausible_km,
             ip,
             c.fix.as_ref().map(|f| &f.point),
             None,

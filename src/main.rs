@@ -93,13 +93,13 @@ struct CheckArgs {
     #[arg(long, default_value = "premium")]
     tier: Tier,
     /// Latitude of the listener (a known point; see also --gps).
-    #[arg(long, allow_hyphen_values = true, requires = "lon", conflicts_with_all = ["country", "ip", "gps", "mcc"])]
+    #[arg(long, allow_hyphen_values = true, requires = "lon", conflicts_with_all = ["country", "ip", "gps", "mcc", "wifi"])]
     lat: Option<f64>,
     /// Longitude of the listener.
     #[arg(long, allow_hyphen_values = true, requires = "lat")]
     lon: Option<f64>,
     /// Country (territory id) of the listener instead of a point.
-    #[arg(long, conflicts_with_all = ["ip", "gps", "mcc"])]
+    #[arg(long, conflicts_with_all = ["ip", "gps", "mcc", "wifi"])]
     country: Option<String>,
     /// Client IP address (looked up in the IP database).
     #[arg(long)]
@@ -107,6 +107,12 @@ struct CheckArgs {
     /// GPS hint: LAT,LON[,ACCURACY_METRES] (a fresh fix).
     #[arg(long, allow_hyphen_values = true)]
     gps: Option<String>,
+    /// What made the --gps fix: gps, or wifi (the device's WiFi positioning).
+    #[arg(long, default_value = "gps", requires = "gps")]
+    gps_source: String,
+    /// WiFi hint: access points seen, BSSID[@RSSI],... (looked up in wifi/aps.csv).
+    #[arg(long, allow_hyphen_values = true)]
+    wifi: Option<String>,
     /// Cell hint: mobile country code of the serving network.
     #[arg(long, requires = "mnc")]
     mcc: Option<String>,
@@ -125,7 +131,7 @@ struct CheckArgs {
     /// Evidence policy: strict, precise_first or ip_only.
     #[arg(long, default_value = "precise_first")]
     policy: String,
-    /// A GPS fix whose accuracy disc is uncertain: deny, need_precise_location or
+    /// A GPS or WiFi fix whose accuracy disc is uncertain: deny, need_precise_location or
     /// decide_at_point (the `[policy] on_uncertain_fix` key).
     #[arg(long, default_value = "deny")]
     on_uncertain_fix: String,
@@ -563,6 +569,8 @@ fn run_check(cli: &Cli, a: &CheckArgs) -> Result<u8, Exit> {
                 )?,
                 ..Policy::default()
             };
+            let kind = hints::FixKind::parse(&a.gps_source)
+                .map_err(|_| bad_input(anyhow::anyhow!("--gps-source must be gps or wifi")))?;
             let gps = a
                 .gps
                 .as_deref()
@@ -577,13 +585,14 @@ fn run_check(cli: &Cli, a: &CheckArgs) -> Result<u8, Exit> {
                         [lat, lon, acc] => (lat, lon, acc),
                         _ => anyhow::bail!("--gps: expected LAT,LON[,ACC]"),
                     };
-                    hints::check_gps(
+                    hints::check_fix(
                         lat,
                         lon,
                         acc,
                         now.timestamp(),
                         now.timestamp(),
                         &hints::GpsLimits::default(),
+                        kind,
                     )
                     .map_err(|e| anyhow::anyhow!("--gps: {e}"))
                 })
@@ -602,8 +611,14 @@ fn run_check(cli: &Cli, a: &CheckArgs) -> Result<u8, Exit> {
                 ),
                 _ => None,
             };
+            let wifi = a
+                .wifi
+                .as_deref()
+                .map(locate::wifi::parse_wifi_hint)
+                .transpose()
+                .map_err(|e| bad_input(anyhow::anyhow!("--wifi: {e}")))?;
             let client = a.ip.map(ClientIp::new);
-            let ev = locate::gather(&snap, client.as_ref(), gps, cell.as_ref());
+            let ev = locate::gather(&snap, client.as_ref(), &hints::Hints { gps, cell, wifi });
             let d = decide_with_evidence(&snap, &policy, &q, &ev, now);
             (d, evidence_summary(&snap, &ev))
         }
@@ -646,6 +661,13 @@ fn evidence_summary(snap: &Snapshot, ev: &locate::Evidence) -> serde_json::Value
             "anonymizer": i.flags.any(),
         })),
         "gps": ev.gps.map(|g| json!({"territories": at(&g.point)})),
+        "wifi": ev.wifi.map(|w| json!({
+            "territories": at(&w.point),
+            "from": match w.origin {
+                locate::WifiOrigin::Device => "device",
+                locate::WifiOrigin::Scan => "access_points",
+            },
+        })),
         "cell": ev.cell.as_ref().map(|c| json!({
             "countries": c.countries.iter().map(|&t| code(t)).collect::<Vec<_>>(),
             "fix_territories": c.fix.map(|f| at(&f.point)),

@@ -13,6 +13,7 @@
 //! | `ip/vpn-ranges.txt` | optional operator list of VPN / hosting networks (CIDR per line) |
 //! | `mcc-mnc.csv` | MCC/MNC → countries table |
 //! | `cells.csv` | optional OpenCellID-format cell database |
+//! | `wifi/aps.csv` | optional WiFi access-point database (`bssid,lat,lon,range_m`) |
 //!
 //! Other files are ignored. Building either yields a whole snapshot or the full list of
 //! problems; nothing half-loaded is ever returned, so a failed reload leaves the old snapshot
@@ -22,6 +23,7 @@ use crate::license::{self, LicenseMap, bulk};
 use crate::locate::cell::{CellDb, MccTable};
 use crate::locate::cidr::CidrSet;
 use crate::locate::ip::{IpDatabase, Layout};
+use crate::locate::wifi::ApDb;
 use crate::problem::Problem;
 use crate::territory::{Groups, RawTerritory, Territories, TerritoryIndex, TerritoryKind, geojson};
 use include_dir::{Dir, include_dir};
@@ -144,6 +146,9 @@ pub struct Snapshot {
     pub mcc: MccTable,
     /// Cell database.
     pub cells: Option<CellDb>,
+    /// WiFi access-point database (shared with the previous snapshot when the file did not
+    /// change).
+    pub aps: Option<Arc<ApDb>>,
     /// Content version: a hash over every input's path and SHA-256.
     pub version: String,
     /// The inputs.
@@ -365,6 +370,7 @@ fn wanted(path: &str) -> bool {
         || path == "groups.toml"
         || path == "mcc-mnc.csv"
         || path == "cells.csv"
+        || path == "wifi/aps.csv"
         || path == "ip/geoip.mmdb"
         || path == "ip/anonymous-ip.mmdb"
         || path == "ip/vpn-ranges.txt"
@@ -403,6 +409,7 @@ fn read_dir(root: &Path) -> Result<Vec<Input>, SnapshotError> {
         "groups.toml",
         "mcc-mnc.csv",
         "cells.csv",
+        "wifi/aps.csv",
         "ip/geoip.mmdb",
         "ip/anonymous-ip.mmdb",
         "ip/vpn-ranges.txt",
@@ -751,6 +758,17 @@ impl Snapshot {
             },
             None => None,
         };
+        let aps = match take("wifi/aps.csv") {
+            Some(_) if checked_before("wifi/aps.csv") => previous.and_then(|p| p.aps.clone()),
+            Some(i) => match ApDb::load("wifi/aps.csv", &i.data) {
+                Ok(db) => Some(Arc::new(db)),
+                Err(p) => {
+                    problems.extend(p);
+                    None
+                }
+            },
+            None => None,
+        };
         let index = match index {
             Some(index) if problems.is_empty() => index,
             _ => return Err(SnapshotError::Invalid(problems)),
@@ -767,6 +785,7 @@ impl Snapshot {
             vpn_ranges,
             mcc,
             cells,
+            aps,
             version,
             inputs: files,
             build_time: started.elapsed(),

@@ -56,6 +56,7 @@ fuzz_target!(|data: &[u8]| {
         GpsLimits::default(),
         GpsLimits {
             max_accuracy_m: f64::MAX,
+            max_wifi_accuracy_m: f64::MAX,
             max_age_s: i64::MAX,
         },
     ] {
@@ -63,9 +64,13 @@ fuzz_target!(|data: &[u8]| {
             let [lon, lat] = h.point.lon_lat();
             assert!((-90.0..=90.0).contains(&lat) && (-180.0..=180.0).contains(&lon));
             assert!(h.accuracy_m.is_finite() && h.accuracy_m > 0.0);
-            assert!(h.accuracy_m <= limits.max_accuracy_m);
+            assert!(h.accuracy_m <= limits.max_accuracy_m.max(limits.max_wifi_accuracy_m));
             // `{:?}` prints the shortest text that reads back to the same f64.
-            let printed = format!("gps={lat:?},{lon:?}; acc={:?}; ts={NOW}", h.accuracy_m);
+            let printed = format!(
+                "gps={lat:?},{lon:?}; acc={:?}; ts={NOW}; src={}",
+                h.accuracy_m,
+                h.kind.as_str()
+            );
             let again = parse_gps(&printed, NOW, &limits)
                 .unwrap_or_else(|e| panic!("printed GPS hint does not parse: {e}"));
             assert_eq!(again, h, "GPS hint round trip");

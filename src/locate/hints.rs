@@ -1,15 +1,21 @@
-//! Client location hints: a GPS fix and the serving cell, sent by the app.
+//! Client location hints: an on-device fix (GPS, or the OS's WiFi positioning), the serving
+//! cell, and the WiFi access points the device sees, sent by the app.
 //!
 //! Headers (the preflight JSON body has the same fields, see the service docs):
 //!
 //! ```text
 //! Geo-Hint: gps=48.20820,16.37380; acc=25; ts=1764370000
+//! Geo-Hint: gps=48.20820,16.37380; acc=40; ts=1764370000; src=wifi
 //! Cell-Hint: mcc=262; mnc=01; radio=lte; area=47110; cell=0x1A2B3C4
+//! Wifi-Hint: 00:00:5e:00:53:2a@-61, 00:00:5e:00:53:2b@-70
 //! ```
 //!
 //! * `gps=LAT,LON` in WGS 84 degrees; `acc` the 68 % accuracy radius in metres (0 < acc ≤ the
-//!   configured maximum, default 5 km); `ts` the fix time in Unix seconds, required, at most
-//!   `max_age` old (default 300 s) and at most 60 s in the future.
+//!   configured maximum for the fix's kind, default 5 km); `ts` the fix time in Unix seconds,
+//!   required, at most `max_age` old (default 300 s) and at most 60 s in the future; `src` what
+//!   made the fix, `gps` (the default) or `wifi` (the OS's network location provider: Android's
+//!   fused or network provider, Apple Core Location without GPS, a browser's Geolocation API).
+//! * `Wifi-Hint`: see [`wifi`](super::wifi).
 //! * `mcc` 3 digits, `mnc` 2 or 3 digits (as sent: `01` ≠ `001`), both of the serving network,
 //!   not the SIM; `radio` one of gsm, umts, cdma, lte, nr; `area` the LAC/TAC; `cell` the cell
 //!   id, decimal or `0x` hex.
@@ -18,6 +24,7 @@
 //! case-insensitive, unknown keys ignored (for newer clients), repeated keys refused. Errors
 //! name the field and the reason, never the value.
 
+use super::wifi::WifiScan;
 use crate::privacy::{CellHint, GpsPoint, Radio};
 use thiserror::Error;
 
@@ -26,20 +33,58 @@ pub const MAX_HINT_LEN: usize = 256;
 /// Most parameters in one hint header.
 pub const MAX_HINT_PARAMS: usize = 12;
 
-/// A checked GPS hint.
+/// What made an on-device fix (`src=` of the `Geo-Hint`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FixKind {
+    /// Satellite positioning (the default).
+    #[default]
+    Gps,
+    /// The OS's WiFi positioning (network location provider).
+    Wifi,
+}
+
+impl FixKind {
+    /// The wire name (`src=`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FixKind::Gps => "gps",
+            FixKind::Wifi => "wifi",
+        }
+    }
+
+    /// The kind named `s` (`gps` or `wifi`, any case).
+    ///
+    /// # Errors
+    /// Another name; the error names the field `src`.
+    pub fn parse(s: &str) -> Result<FixKind, HintError> {
+        if s.eq_ignore_ascii_case("gps") {
+            Ok(FixKind::Gps)
+        } else if s.eq_ignore_ascii_case("wifi") {
+            Ok(FixKind::Wifi)
+        } else {
+            Err(invalid("src", "expected gps or wifi"))
+        }
+    }
+}
+
+/// A checked on-device fix (GPS or WiFi positioning, see [`FixKind`]).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct GpsHint {
     /// The position (redacted in `Debug`).
     pub point: GpsPoint,
     /// Accuracy radius in metres.
     pub accuracy_m: f64,
+    /// What made the fix.
+    pub kind: FixKind,
 }
 
-/// Limits applied to GPS hints.
+/// Limits applied to on-device fixes.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct GpsLimits {
-    /// Largest accuracy radius accepted, metres.
+    /// Largest accuracy radius accepted for a GPS fix, metres.
     pub max_accuracy_m: f64,
+    /// Largest accuracy radius accepted for a WiFi fix (`src=wifi`), metres.
+    pub max_wifi_accuracy_m: f64,
     /// Oldest fix accepted, seconds.
     pub max_age_s: i64,
 }
@@ -48,9 +93,21 @@ impl Default for GpsLimits {
     fn default() -> Self {
         GpsLimits {
             max_accuracy_m: 5_000.0,
+            max_wifi_accuracy_m: 5_000.0,
             max_age_s: 300,
         }
     }
+}
+
+/// The client hints of one request, checked.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Hints {
+    /// An on-device fix.
+    pub gps: Option<GpsHint>,
+    /// The serving cell.
+    pub cell: Option<CellHint>,
+    /// WiFi access points seen.
+    pub wifi: Option<WifiScan>,
 }
 
 /// Why a hint was refused. Names the field, never its value.
@@ -151,7 +208,8 @@ fn params<'a, const N: usize>(
     Ok(out)
 }
 
-/// Checks GPS fields (shared by the header and the JSON body).
+/// Checks GPS fix fields (shared by the header and the JSON body): [`check_fix`] for a
+/// [`FixKind::Gps`] fix.
 ///
 /// # Errors
 /// The field and the reason.
@@ -163,6 +221,22 @@ pub fn check_gps(
     now_unix: i64,
     limits: &GpsLimits,
 ) -> Result<GpsHint, HintError> {
+    check_fix(lat, lon, acc, ts, now_unix, limits, FixKind::Gps)
+}
+
+/// Checks on-device fix fields of a fix of `kind` (shared by the header and the JSON body).
+///
+/// # Errors
+/// The field and the reason.
+pub fn check_fix(
+    lat: f64,
+    lon: f64,
+    acc: f64,
+    ts: i64,
+    now_unix: i64,
+    limits: &GpsLimits,
+    kind: FixKind,
+) -> Result<GpsHint, HintError> {
     let point = GpsPoint::new(lat, lon).map_err(|e| match e {
         crate::privacy::GpsError::NotFinite => invalid("gps", "not a finite number"),
         crate::privacy::GpsError::OutOfRange => invalid(
@@ -173,7 +247,11 @@ pub fn check_gps(
     if !acc.is_finite() || acc <= 0.0 {
         return Err(invalid("acc", "must be a positive number of metres"));
     }
-    if acc > limits.max_accuracy_m {
+    let max = match kind {
+        FixKind::Gps => limits.max_accuracy_m,
+        FixKind::Wifi => limits.max_wifi_accuracy_m,
+    };
+    if acc > max {
         return Err(invalid(
             "acc",
             "accuracy radius too large to place the listener",
@@ -190,6 +268,7 @@ pub fn check_gps(
     Ok(GpsHint {
         point,
         accuracy_m: acc,
+        kind,
     })
 }
 
@@ -198,7 +277,8 @@ pub fn check_gps(
 /// # Errors
 /// The field and the reason.
 pub fn parse_gps(s: &str, now_unix: i64, limits: &GpsLimits) -> Result<GpsHint, HintError> {
-    let [gps, acc, ts] = params(s, ["gps", "acc", "ts"])?;
+    let [gps, acc, ts, src] = params(s, ["gps", "acc", "ts", "src"])?;
+    let kind = src.map_or(Ok(FixKind::Gps), FixKind::parse)?;
     let gps = gps.ok_or(HintError::Missing("gps"))?;
     let comma = gps
         .bytes()
@@ -219,7 +299,7 @@ pub fn parse_gps(s: &str, now_unix: i64, limits: &GpsLimits) -> Result<GpsHint, 
         .ok_or(HintError::Missing("ts"))?
         .parse::<i64>()
         .map_err(|_| invalid("ts", "expected Unix seconds"))?;
-    check_gps(lat, lon, acc, ts, now_unix, limits)
+    check_fix(lat, lon, acc, ts, now_unix, limits, kind)
 }
 
 /// Checks cell fields (shared by the header and the JSON body). `mnc` is given as its digits.
@@ -320,6 +400,46 @@ mod tests {
         let far_future = "gps=40,1; acc=2; ts=9223372036854775807";
         assert!(parse_gps(far_future, NOW, &limits).is_err());
         assert!(parse_gps(far_future, i64::MAX, &limits).is_ok());
+    }
+
+    #[test]
+    fn fix_kind_from_src_with_its_own_accuracy_limit() {
+        let limits = GpsLimits {
+            max_accuracy_m: 100.0,
+            max_wifi_accuracy_m: 2_000.0,
+            ..GpsLimits::default()
+        };
+        let kind = |h: &str| parse_gps(h, NOW, &limits).map(|g| g.kind);
+        assert_eq!(kind("gps=40,1; acc=50; ts=1764370000"), Ok(FixKind::Gps));
+        assert_eq!(
+            kind("gps=40,1; acc=50; ts=1764370000; src=gps"),
+            Ok(FixKind::Gps)
+        );
+        assert_eq!(
+            kind("gps=40,1; acc=50; ts=1764370000; SRC=WiFi"),
+            Ok(FixKind::Wifi)
+        );
+        // The WiFi limit applies to WiFi fixes only.
+        assert_eq!(
+            kind("gps=40,1; acc=1500; ts=1764370000; src=wifi"),
+            Ok(FixKind::Wifi)
+        );
+        assert!(matches!(
+            kind("gps=40,1; acc=1500; ts=1764370000"),
+            Err(HintError::Invalid { field: "acc", .. })
+        ));
+        assert!(matches!(
+            kind("gps=40,1; acc=2500; ts=1764370000; src=wifi"),
+            Err(HintError::Invalid { field: "acc", .. })
+        ));
+        assert!(matches!(
+            kind("gps=40,1; acc=5; ts=1764370000; src=cell"),
+            Err(HintError::Invalid { field: "src", .. })
+        ));
+        assert_eq!(
+            kind("gps=40,1; acc=5; ts=1764370000; src=wifi; src=gps"),
+            Err(HintError::Repeated("src"))
+        );
     }
 
     /// `trim` and `pieces` are `str::trim` (on ASCII) and `str::split` on every string of three

@@ -14,10 +14,11 @@
 //!
 //! # The database
 //! `wifi/aps.csv` in the data directory: `bssid,lat,lon,range_m`, one access point per line
-//! (a first line starting with `bssid` is a header; `#` lines are comments). `range_m` is how
-//! far from its position the access point is heard, 1 to [`MAX_RANGE_M`] metres. Every broken
-//! line is a problem named by line number and reason; the snapshot then does not load, and the
-//! last good one keeps serving. [`import_wigle`] builds the file from WiGLE CSV exports.
+//! (`#` lines are comments; the first other line, if it starts with `bssid`, is a header).
+//! `range_m` is how far from its position the access point is heard, 1 to [`MAX_RANGE_M`]
+//! metres. Every broken line is a problem named by line number and reason; the snapshot then
+//! does not load, and the last good one keeps serving. [`import_wigle`] builds the file from
+//! WiGLE CSV exports. The file is shared between snapshots while it does not change.
 //!
 //! # The estimate
 //! Like the public positioning services, it answers only when at least two known access
@@ -169,10 +170,15 @@ impl ApDb {
         let Ok(text) = std::str::from_utf8(text) else {
             return Err(vec![Problem::new(file, None, "not UTF-8 text".to_owned())]);
         };
+        let mut first = true;
         for (n, line) in text.lines().enumerate() {
             let n = n + 1;
             let line = line.trim();
-            if line.is_empty() || line.starts_with('#') || (n == 1 && line.starts_with("bssid")) {
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            // The first line that is not a comment may be the header.
+            if std::mem::take(&mut first) && line.starts_with("bssid") {
                 continue;
             }
             let at =

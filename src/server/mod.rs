@@ -25,9 +25,10 @@ pub mod shed;
 use crate::config::{Config, Steering};
 use crate::decide::{Decision, Verdict, decide_with_evidence};
 use crate::headers::HeaderLines;
-use crate::locate::hints::{self, GpsHint, HintError};
+use crate::locate::hints::{self, HintError, Hints};
+use crate::locate::wifi;
 use crate::locate::{self, Evidence};
-use crate::privacy::{CellHint, ClientIp, truncate_ip};
+use crate::privacy::{ClientIp, truncate_ip};
 use crate::snapshot::Snapshot;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -56,6 +57,7 @@ pub const VERSION_HEADER: &str = "x-regiongate-version";
 
 const VERSION: HeaderName = HeaderName::from_static(VERSION_HEADER);
 const GEO_HINT: HeaderName = HeaderName::from_static("geo-hint");
+const WIFI_HINT: HeaderName = HeaderName::from_static("wifi-hint");
 const CELL_HINT: HeaderName = HeaderName::from_static("cell-hint");
 
 thread_local! {
@@ -193,12 +195,13 @@ pub fn bad_request(field: &str, reason: &str) -> Response<Body> {
     )
 }
 
-/// Reads the hint headers. A bad hint is an error naming the header and field.
+/// Reads the hint headers (`Geo-Hint`, `Cell-Hint`, `Wifi-Hint`). A bad hint is an error
+/// naming the header and field.
 pub fn header_hints<H: HeaderLines + ?Sized>(
     headers: &H,
     now: DateTime<Utc>,
     app: &App,
-) -> Result<(Option<GpsHint>, Option<CellHint>), (String, HintError)> {
+) -> Result<Hints, (String, HintError)> {
     let one = |name: &HeaderName| -> Result<Option<&str>, (String, HintError)> {
         let mut values = headers.values_named(name);
         let Some(v) = values.next() else {
@@ -219,7 +222,11 @@ pub fn header_hints<H: HeaderLines + ?Sized>(
         .map(hints::parse_cell)
         .transpose()
         .map_err(|e| (CELL_HINT.as_str().to_owned(), e))?;
-    Ok((gps, cell))
+    let wifi = one(&WIFI_HINT)?
+        .map(wifi::parse_wifi_hint)
+        .transpose()
+        .map_err(|e| (WIFI_HINT.as_str().to_owned(), e))?;
+    Ok(Hints { gps, cell, wifi })
 }
 
 /// The evidence of a request: the client address (trusted proxies applied) and the hints.
@@ -228,11 +235,10 @@ pub fn evidence<H: HeaderLines + ?Sized>(
     snap: &Snapshot,
     peer: SocketAddr,
     headers: &H,
-    gps: Option<GpsHint>,
-    cell: Option<&CellHint>,
+    hints: &Hints,
 ) -> (Evidence, Option<ClientIp>) {
     let client = app.config.client.client(peer.ip(), headers);
-    (locate::gather(snap, client.as_ref(), gps, cell), client)
+    (locate::gather(snap, client.as_ref(), hints), client)
 }
 
 /// Use type and tier of a CDN request: the route's `{use}` / `{tier}` captures (the operator
@@ -308,8 +314,8 @@ pub fn decide_cdn_at<H: HeaderLines + ?Sized>(
     now: DateTime<Utc>,
 ) -> Result<Decision, &'static str> {
     let (use_type, tier) = cdn_use_tier(app, peer, headers, m)?;
-    let (gps, cell) = header_hints(headers, now, app).unwrap_or_default();
-    let (ev, client) = evidence(app, snap, peer, headers, gps, cell.as_ref());
+    let hints = header_hints(headers, now, app).unwrap_or_default();
+    let (ev, client) = evidence(app, snap, peer, headers, &hints);
     let q = crate::decide::Question {
         track: m.track.as_ref(),
         use_type,

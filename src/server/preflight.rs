@@ -16,7 +16,8 @@ use super::{
 };
 use crate::decide::{Decision, Question, resolve_territory};
 use crate::license::{Tier, UseType};
-use crate::locate::hints;
+use crate::locate::hints::{self, FixKind, Hints};
+use crate::locate::wifi;
 use crate::snapshot::Snapshot;
 use chrono::{DateTime, Utc};
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
@@ -86,7 +87,7 @@ fn with_cache(mut r: Response<Body>, seconds: i64) -> Response<Body> {
     }
     r.headers_mut().insert(
         header::VARY,
-        HeaderValue::from_static("geo-hint, cell-hint"),
+        HeaderValue::from_static("geo-hint, cell-hint, wifi-hint"),
     );
     r
 }
@@ -115,11 +116,11 @@ pub fn get(
         Err(r) => return r,
     };
     let now = Utc::now();
-    let (gps, cell) = match header_hints(req.headers(), now, app) {
+    let hints = match header_hints(req.headers(), now, app) {
         Ok(h) => h,
         Err((header, e)) => return bad_request(&header, &e.to_string()),
     };
-    let (ev, client) = evidence(app, snap, peer, req.headers(), gps, cell.as_ref());
+    let (ev, client) = evidence(app, snap, peer, req.headers(), &hints);
     let q = Question {
         track: &track,
         use_type,
@@ -160,6 +161,7 @@ enum TrackItem {
 struct BodyHints {
     gps: Option<BodyGps>,
     cell: Option<BodyCell>,
+    wifi: Option<Vec<BodyAp>>,
 }
 
 #[derive(Deserialize)]
@@ -169,6 +171,14 @@ struct BodyGps {
     lon: f64,
     acc: f64,
     ts: i64,
+    src: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BodyAp {
+    bssid: String,
+    rssi: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -218,7 +228,7 @@ pub async fn post(
             // \"47.61\"..."), which may be a coordinate or an address: give a fixed reason.
             let reason = match e.classify() {
                 serde_json::error::Category::Data => {
-                    "not the expected shape: {\"tracks\": [id | {track, use?, tier?}], \"use\"?, \"tier\"?, \"hints\"?: {\"gps\"?: {lat, lon, acc, ts}, \"cell\"?: {mcc, mnc, radio?, area?, cell?}}}"
+                    "not the expected shape: {\"tracks\": [id | {track, use?, tier?}], \"use\"?, \"tier\"?, \"hints\"?: {\"gps\"?: {lat, lon, acc, ts, src?}, \"cell\"?: {mcc, mnc, radio?, area?, cell?}, \"wifi\"?: [{bssid, rssi?}]}}"
                 }
                 _ => "not valid JSON",
             };
@@ -235,19 +245,34 @@ pub async fn post(
         );
     }
     let now = Utc::now();
-    let (gps, cell) = match &body.hints {
+    let hints = match &body.hints {
         Some(h) => {
             let gps = match &h.gps {
-                Some(g) => match hints::check_gps(
-                    g.lat,
-                    g.lon,
-                    g.acc,
-                    g.ts,
-                    now.timestamp(),
-                    &app.config.gps,
-                ) {
+                Some(g) => match g
+                    .src
+                    .as_deref()
+                    .map_or(Ok(FixKind::Gps), FixKind::parse)
+                    .and_then(|kind| {
+                        hints::check_fix(
+                            g.lat,
+                            g.lon,
+                            g.acc,
+                            g.ts,
+                            now.timestamp(),
+                            &app.config.gps,
+                            kind,
+                        )
+                    }) {
                     Ok(g) => Some(g),
                     Err(e) => return bad_request("hints.gps", &e.to_string()),
+                },
+                None => None,
+            };
+            let wifi = match &h.wifi {
+                Some(aps) => match wifi::check_scan(aps.iter().map(|a| (a.bssid.as_str(), a.rssi)))
+                {
+                    Ok(w) => Some(w),
+                    Err(e) => return bad_request("hints.wifi", &e.to_string()),
                 },
                 None => None,
             };
@@ -267,14 +292,14 @@ pub async fn post(
                 }
                 None => None,
             };
-            (gps, cell)
+            Hints { gps, cell, wifi }
         }
         None => match header_hints(&parts.headers, now, app) {
             Ok(h) => h,
             Err((header, e)) => return bad_request(&header, &e.to_string()),
         },
     };
-    let (ev, client) = evidence(app, snap, peer, &parts.headers, gps, cell.as_ref());
+    let (ev, client) = evidence(app, snap, peer, &parts.headers, &hints);
     let mut out = Vec::with_capacity(body.tracks.len());
     let mut min_age = i64::MAX;
     for (i, item) in body.tracks.iter().enumerate() {
@@ -327,11 +352,11 @@ pub fn territory(
         return json_response(StatusCode::METHOD_NOT_ALLOWED, &json!({"error": "use GET"}));
     }
     let now = Utc::now();
-    let (gps, cell) = match header_hints(req.headers(), now, app) {
+    let hints = match header_hints(req.headers(), now, app) {
         Ok(h) => h,
         Err((header, e)) => return bad_request(&header, &e.to_string()),
     };
-    let (ev, _) = evidence(app, snap, peer, req.headers(), gps, cell.as_ref());
+    let (ev, _) = evidence(app, snap, peer, req.headers(), &hints);
     let (t, source, basis) = resolve_territory(snap, &app.config.policy, &ev);
     let body = json!({
         "territory": t.map(|t| snap.territories.code(t)),

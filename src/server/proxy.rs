@@ -232,6 +232,7 @@ async fn forward(
     // Location hints serve the decision only: they never leave the request (PRIVACY.md).
     parts.headers.remove("geo-hint");
     parts.headers.remove("cell-hint");
+    parts.headers.remove("wifi-hint");
     // The origin sees its own name; the listener's Host goes along as X-Forwarded-Host.
     if let Some(a) = up
         .cfg

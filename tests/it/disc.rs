@@ -502,7 +502,12 @@ mod decisions {
             hints::check_cell(mcc, "01", Some("lte"), Some("100"), Some(&id.to_string()))
                 .expect("cell")
         });
-        let ev = locate::gather(s, client.as_ref(), gps, cell.as_ref());
+        let hints = hints::Hints {
+            gps,
+            cell,
+            wifi: None,
+        };
+        let ev = locate::gather(s, client.as_ref(), &hints);
         let q = Question {
             track,
             use_type: UseType::OnDemandStream,

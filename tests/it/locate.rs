@@ -10,7 +10,8 @@ use regiongate::decide::{
     decide_with_evidence,
 };
 use regiongate::license::{Tier, UseType};
-use regiongate::locate::hints::{GpsLimits, check_cell, check_gps};
+use regiongate::locate::hints::{FixKind, GpsLimits, Hints, check_cell, check_fix, check_gps};
+use regiongate::locate::wifi::parse_wifi_hint;
 use regiongate::locate::{self, ip::Layout};
 use regiongate::privacy::ClientIp;
 use std::net::IpAddr;
@@ -94,6 +95,7 @@ fn world_with(ip_db: Vec<u8>) -> Snapshot {
             ("ip/vpn-ranges.txt", b"# operator list\n81.0.4.0/24\n".to_vec()),
             ("mcc-mnc.csv", b"mcc,mnc,countries\n262,,DE\n208,,FR\n234,,GB;DE\n234,10,GB\n235,,GB;US\n".to_vec()),
             ("cells.csv", b"LTE,262,1,100,1,,5.0,5.0,1000,1,1,0,0,0\nLTE,262,1,100,2,,9.95,5.0,20000,1,1,0,0,0\n".to_vec()),
+            ("wifi/aps.csv", APS.as_bytes().to_vec()),
         ],
     )
     .expect("valid world")
@@ -104,16 +106,41 @@ fn world() -> &'static Snapshot {
     W.get_or_init(|| world_with(geoip2_city_db()))
 }
 
+/// Access points of the small world (RFC 7042 documentation addresses): pairs in DE, in FR
+/// 55 km from DE, in FR far from DE, and astride the DE/FR border at longitude 10.
+const APS: &str = "bssid,lat,lon,range_m
+00:00:5e:00:53:10,3.0,3.0,100
+00:00:5e:00:53:11,3.0003,3.0003,100
+00:00:5e:00:53:20,2.0,10.5,100
+00:00:5e:00:53:21,2.0003,10.5003,100
+00:00:5e:00:53:30,2.0,18.0,100
+00:00:5e:00:53:31,2.0003,18.0003,100
+00:00:5e:00:53:40,5.0,9.999,500
+00:00:5e:00:53:41,5.0,10.001,500
+";
+const WIFI_DE: &str = "00:00:5e:00:53:10@-50, 00:00:5e:00:53:11@-60";
+const WIFI_FR_NEAR: &str = "00005E005320@-50, 00005e005321";
+const WIFI_FR_FAR: &str = "00-00-5E-00-53-30@-70, 00-00-5E-00-53-31@-70";
+const WIFI_BORDER: &str = "00:00:5e:00:53:40@-60, 00:00:5e:00:53:41@-60";
+/// One known access point: no evidence (a lookup would locate the router).
+const WIFI_ONE: &str = "00:00:5e:00:53:10@-50, 00:00:5e:00:53:99@-50";
+
 struct Ask<'a> {
     ip: Option<&'a str>,
     gps: Option<(f64, f64)>,
     cell: Option<(&'a str, &'a str, Option<&'a str>)>,
+    /// A `Wifi-Hint`.
+    wifi: Option<&'a str>,
+    /// The device's own WiFi fix (`Geo-Hint: ...; src=wifi`).
+    wifi_fix: Option<(f64, f64)>,
 }
 
 const NONE: Ask<'static> = Ask {
     ip: None,
     gps: None,
     cell: None,
+    wifi: None,
+    wifi_fix: None,
 };
 
 fn ask(s: &Snapshot, policy: &Policy, a: &Ask<'_>) -> (Verdict, Reason, Source) {
@@ -134,7 +161,24 @@ fn ask(s: &Snapshot, policy: &Policy, a: &Ask<'_>) -> (Verdict, Reason, Source) 
     let cell = a.cell.map(|(mcc, mnc, c)| {
         check_cell(mcc, mnc, c.map(|_| "lte"), c.map(|_| "100"), c).expect("cell")
     });
-    let ev = locate::gather(s, client.as_ref(), gps, cell.as_ref());
+    let wifi_fix = a.wifi_fix.map(|(lat, lon)| {
+        check_fix(
+            lat,
+            lon,
+            30.0,
+            now.timestamp() - 5,
+            now.timestamp(),
+            &GpsLimits::default(),
+            FixKind::Wifi,
+        )
+        .expect("wifi fix")
+    });
+    let hints = Hints {
+        gps: gps.or(wifi_fix),
+        cell,
+        wifi: a.wifi.map(|w| parse_wifi_hint(w).expect("wifi hint")),
+    };
+    let ev = locate::gather(s, client.as_ref(), &hints);
     let q = Question {
         track: "T1",
         use_type: UseType::OnDemandStream,
@@ -145,7 +189,7 @@ fn ask(s: &Snapshot, policy: &Policy, a: &Ask<'_>) -> (Verdict, Reason, Source) 
 }
 
 use Reason::*;
-use Source::{Cell, Gps, Ip};
+use Source::{Cell, Gps, Ip, Wifi};
 use Verdict::{Allow, Deny, NeedPreciseLocation as Need};
 
 /// A named question, its policy and evidence, and the expected (verdict, reason, source).
@@ -177,6 +221,14 @@ fn policy_table() {
     };
     let open = Policy {
         fail_open: true,
+        ..pf
+    };
+    let wifi_near = Policy {
+        wifi_plausible_km: Some(10.0),
+        ..pf
+    };
+    let wifi_need = Policy {
+        on_uncertain_fix: regiongate::decide::UncertainFixOutcome::NeedPreciseLocation,
         ..pf
     };
     let de_ip = Some("81.0.0.7");
@@ -514,6 +566,212 @@ fn policy_table() {
             },
             (Deny, LocationUnknown, Source::None),
         ),
+        // WiFi: access points seen, and the device's own WiFi fix.
+        (
+            "wifi scan in DE decides",
+            &pf,
+            Ask {
+                ip: de_ip,
+                wifi: Some(WIFI_DE),
+                ..NONE
+            },
+            (Allow, Licensed, Wifi),
+        ),
+        (
+            "wifi scan alone",
+            &pf,
+            Ask {
+                wifi: Some(WIFI_FR_FAR),
+                ..NONE
+            },
+            (Deny, NotLicensedInTerritory, Wifi),
+        ),
+        (
+            "plausible wifi across the border decides",
+            &pf,
+            Ask {
+                ip: de_ip,
+                wifi: Some(WIFI_FR_NEAR),
+                ..NONE
+            },
+            (Deny, NotLicensedInTerritory, Wifi),
+        ),
+        (
+            "implausible wifi: use ip",
+            &pf,
+            Ask {
+                ip: de_ip,
+                wifi: Some(WIFI_FR_FAR),
+                ..NONE
+            },
+            (Allow, Licensed, Ip),
+        ),
+        (
+            "implausible wifi: deny",
+            &pf_deny,
+            Ask {
+                ip: de_ip,
+                wifi: Some(WIFI_FR_FAR),
+                ..NONE
+            },
+            (Deny, LocationConflict, Wifi),
+        ),
+        (
+            "wifi_plausible_km narrower than plausible_km: use ip",
+            &wifi_near,
+            Ask {
+                ip: de_ip,
+                wifi: Some(WIFI_FR_NEAR),
+                ..NONE
+            },
+            (Allow, Licensed, Ip),
+        ),
+        (
+            "wifi_plausible_km does not apply to gps",
+            &wifi_near,
+            Ask {
+                ip: de_ip,
+                gps: Some((2.0, 10.5)),
+                ..NONE
+            },
+            (Deny, NotLicensedInTerritory, Gps),
+        ),
+        (
+            "gps outranks wifi",
+            &pf,
+            Ask {
+                ip: de_ip,
+                gps: Some((3.0, 3.0)),
+                wifi: Some(WIFI_FR_NEAR),
+                ..NONE
+            },
+            (Allow, Licensed, Gps),
+        ),
+        (
+            "wifi outranks cell",
+            &pf,
+            Ask {
+                ip: de_ip,
+                wifi: Some(WIFI_FR_NEAR),
+                cell: Some(("262", "01", None)),
+                ..NONE
+            },
+            (Deny, NotLicensedInTerritory, Wifi),
+        ),
+        (
+            "wifi disc across the border: uncertain fix denied",
+            &pf,
+            Ask {
+                ip: de_ip,
+                wifi: Some(WIFI_BORDER),
+                ..NONE
+            },
+            (Deny, AmbiguousLocation, Wifi),
+        ),
+        (
+            "wifi disc across the border: need precise",
+            &wifi_need,
+            Ask {
+                ip: de_ip,
+                wifi: Some(WIFI_BORDER),
+                ..NONE
+            },
+            (Need, AmbiguousLocation, Wifi),
+        ),
+        (
+            "one known access point gives no wifi evidence",
+            &pf,
+            Ask {
+                ip: Some("81.0.2.1"),
+                wifi: Some(WIFI_ONE),
+                ..NONE
+            },
+            (Deny, NotLicensedInTerritory, Ip),
+        ),
+        (
+            "device wifi fix decides",
+            &pf,
+            Ask {
+                ip: de_ip,
+                wifi_fix: Some((3.0, 3.0)),
+                ..NONE
+            },
+            (Allow, Licensed, Wifi),
+        ),
+        (
+            "device wifi fix across the border",
+            &pf,
+            Ask {
+                ip: de_ip,
+                wifi_fix: Some((2.0, 10.5)),
+                ..NONE
+            },
+            (Deny, NotLicensedInTerritory, Wifi),
+        ),
+        (
+            "anonymizer: wifi decides",
+            &pf,
+            Ask {
+                ip: Some("81.0.3.3"),
+                wifi: Some(WIFI_DE),
+                ..NONE
+            },
+            (Allow, Licensed, Wifi),
+        ),
+        (
+            "anonymizer: gps before wifi",
+            &pf,
+            Ask {
+                ip: Some("81.0.3.3"),
+                gps: Some((2.0, 10.5)),
+                wifi: Some(WIFI_DE),
+                ..NONE
+            },
+            (Deny, NotLicensedInTerritory, Gps),
+        ),
+        (
+            "strict: wifi denies",
+            &strict,
+            Ask {
+                ip: de_ip,
+                gps: Some((3.0, 3.0)),
+                wifi: Some(WIFI_FR_NEAR),
+                ..NONE
+            },
+            (Deny, NotLicensedInTerritory, Wifi),
+        ),
+        (
+            "strict: gps, wifi and ip agree",
+            &strict,
+            Ask {
+                ip: de_ip,
+                gps: Some((3.0, 3.0)),
+                wifi: Some(WIFI_DE),
+                ..NONE
+            },
+            (Allow, Licensed, Gps),
+        ),
+        (
+            "strict: uncertain wifi",
+            &strict,
+            Ask {
+                ip: de_ip,
+                wifi: Some(WIFI_BORDER),
+                ..NONE
+            },
+            (Deny, AmbiguousLocation, Wifi),
+        ),
+        (
+            "ip_only ignores wifi",
+            &ip_only,
+            Ask {
+                ip: Some("81.0.2.1"),
+                wifi: Some(WIFI_DE),
+                wifi_fix: Some((3.0, 3.0)),
+                ..NONE
+            },
+            (Deny, NotLicensedInTerritory, Ip),
+        ),
     ];
     let mut wrong = Vec::new();
     for (name, policy, a, want) in &cases {
@@ -535,7 +793,7 @@ fn questions_without_location_need_no_evidence() {
         tier: Tier::Free,
     };
     let client = ClientIp::new("81.0.0.7".parse().expect("ip"));
-    let ev = locate::gather(s, Some(&client), None, None);
+    let ev = locate::gather(s, Some(&client), &Hints::default());
     let d = decide_with_evidence(s, &Policy::default(), &q, &ev, now);
     assert_eq!(
         (d.verdict, d.reason, d.source, d.territory),
