@@ -217,3 +217,89 @@ fn symlinked_directory_swap_is_followed() {
         "an edit in an old release must not change the answer"
     );
 }
+
+/// Asks whether T1 is playable with a `Wifi-Hint` (no GPS hint), through the preflight API.
+fn wifi_answer(s: &Server, hint: &str) -> String {
+    let mut c = TcpStream::connect(("127.0.0.1", s.port)).expect("connect");
+    c.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    write!(
+        c,
+        "GET /v1/tracks/T1/playability HTTP/1.1\r\nHost: x\r\nWifi-Hint: {hint}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut out = String::new();
+    c.read_to_string(&mut out).expect("read");
+    out
+}
+
+/// The access-point database is data like the rest: hot-reloaded by the watcher, checked by
+/// `validate` and on reload (file, line and reason, never the row's values), and a broken file
+/// leaves the last good access points serving.
+#[test]
+fn wifi_access_points_reload_and_broken_rows() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("data");
+    write_version(&dir, "DE");
+    std::fs::create_dir_all(dir.join("wifi")).expect("mkdir");
+    let aps = |lon: f64| {
+        format!(
+            "bssid,lat,lon,range_m\n00:00:5e:00:53:01,5.0,{lon},80\n00:00:5e:00:53:02,5.0003,{lon},80\n"
+        )
+    };
+    std::fs::write(dir.join("wifi/aps.csv"), aps(5.0)).expect("write");
+    let s = start(&dir);
+    let hint = "00:00:5e:00:53:01@-50, 00005E005302@-60";
+    let a = wifi_answer(&s, hint);
+    assert!(
+        a.contains("\"playable\":true") && a.contains("\"source\":\"wifi\""),
+        "{a}"
+    );
+    // One access point alone gives no WiFi evidence (and this directory has no IP database).
+    let one = wifi_answer(&s, "00:00:5e:00:53:01@-50");
+    assert!(one.contains("\"reason\":\"location_unknown\""), "{one}");
+
+    // The access points move to FR: the watcher reloads, and the answer follows.
+    write_rename(&dir.join("wifi/aps.csv"), &aps(15.0));
+    wait_until("watcher reload of wifi/aps.csv", || {
+        let a = wifi_answer(&s, hint);
+        a.contains("\"playable\":false") && a.contains("\"territory\":\"FR\"")
+    });
+    let good = version(&s);
+
+    // A broken row: refused, named by file and line, its value not echoed.
+    let broken = format!("{}00:00:5e:00:53:0g,5.0,5.0,80\n", aps(15.0));
+    write_rename(&dir.join("wifi/aps.csv"), &broken);
+    wait_until("failed reload recorded", || {
+        get(s.admin, "/admin/snapshot").is_some_and(|r| {
+            r.contains("\"result\":\"failed\"")
+                && r.contains("wifi/aps.csv")
+                && r.contains("line 4")
+        })
+    });
+    let snap = get(s.admin, "/admin/snapshot").expect("snapshot");
+    assert!(
+        !snap.to_ascii_lowercase().contains("5e:00:53"),
+        "no access point address in the report: {snap}"
+    );
+    assert_eq!(version(&s), good, "still the last good data");
+    let a = wifi_answer(&s, hint);
+    assert!(a.contains("\"territory\":\"FR\""), "{a}");
+
+    // `validate` says the same, with a failing exit status.
+    let out = Command::new(env!("CARGO_BIN_EXE_regiongate"))
+        .args(["validate", dir.to_str().expect("path")])
+        .output()
+        .expect("validate");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("wifi/aps.csv") && text.contains("line 4") && text.contains("bssid"),
+        "{text}"
+    );
+    assert!(!text.to_ascii_lowercase().contains("53:0g"), "{text}");
+}

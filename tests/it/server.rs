@@ -375,6 +375,63 @@ async fn preflight_get_refuses_bad_input_naming_the_field_only() {
                 &[],
             ),
             (
+                playability("T1"),
+                vec![(
+                    "wifi-hint",
+                    "00:00:5e:00:53:a1@-50, 00:00:5e:00:53:b2x".into(),
+                )],
+                "wifi-hint",
+                &["53:a1", "53:b2"],
+            ),
+            (
+                playability("T1"),
+                vec![(
+                    "wifi-hint",
+                    "00:00:5e:00:53:a1@-50, 00005E0053B2@-250".into(),
+                )],
+                "wifi-hint",
+                &["53:a1", "0053b2", "-250"],
+            ),
+            (
+                playability("T1"),
+                vec![(
+                    "wifi-hint",
+                    "00:00:5e:00:53:a1@-50, 00-00-5E-00-53-A1@-60".into(),
+                )],
+                "wifi-hint",
+                &["53:a1", "53-a1"],
+            ),
+            (
+                playability("T1"),
+                vec![(
+                    "wifi-hint",
+                    (0..33)
+                        .map(|k| format!("00:00:5e:00:53:{k:02x}"))
+                        .collect::<Vec<_>>()
+                        .join(","),
+                )],
+                "wifi-hint",
+                &["5e:00:53"],
+            ),
+            (
+                playability("T1"),
+                vec![(
+                    "geo-hint",
+                    format!("gps=2.5,2.5; acc=9000; ts={}; src=wifi", now_unix()),
+                )],
+                "geo-hint",
+                &["2.5"],
+            ),
+            (
+                playability("T1"),
+                vec![(
+                    "geo-hint",
+                    format!("gps=2.5,2.5; acc=20; ts={}; src=radar", now_unix()),
+                )],
+                "geo-hint",
+                &["2.5", "radar"],
+            ),
+            (
                 format!("{}?use=karaoke", playability("T1")),
                 vec![],
                 "use",
@@ -530,6 +587,21 @@ async fn preflight_post_answers_batches_within_limits() {
                 Some("hints.cell"),
             ),
             (
+                json!({"tracks": ["T1"], "hints": {"wifi": [{"bssid": "00:00:5e:00:53:a1"}, {"bssid": "00:00:5E:00:53:A1", "rssi": -60}]}}).to_string(),
+                StatusCode::BAD_REQUEST,
+                Some("hints.wifi"),
+            ),
+            (
+                json!({"tracks": ["T1"], "hints": {"wifi": [{"bssid": "00:00:5e:00:53:a1", "rssi": 12}]}}).to_string(),
+                StatusCode::BAD_REQUEST,
+                Some("hints.wifi"),
+            ),
+            (
+                json!({"tracks": ["T1"], "hints": {"gps": {"lat": 2.5, "lon": 2.5, "acc": 20, "ts": now_unix(), "src": "radar"}}}).to_string(),
+                StatusCode::BAD_REQUEST,
+                Some("hints.gps"),
+            ),
+            (
                 json!({"tracks": ["T1"], "note": "x".repeat(2000)}).to_string(),
                 StatusCode::PAYLOAD_TOO_LARGE,
                 None,
@@ -544,7 +616,7 @@ async fn preflight_post_answers_batches_within_limits() {
                 Some(f) => assert_eq!(v["field"], json!(f), "{short}: {v}"),
                 None => assert_eq!(v["limit_bytes"], json!(1024), "{v}"),
             }
-            assert_no_location(&r, &["95.123456", "2x4"]);
+            assert_no_location(&r, &["95.123456", "2x4", "53:a1", "radar"]);
         }
         let r = get(a, "/v1/playability", &[]).await;
         assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
