@@ -47,6 +47,26 @@ enum Command {
     Validate(ValidateArgs),
     /// Show what a change of data directory does: rights gained and lost, polygons changed.
     Diff(DiffArgs),
+    /// Build data files from other formats.
+    #[command(subcommand)]
+    Import(ImportCommand),
+}
+
+#[derive(Subcommand)]
+enum ImportCommand {
+    /// Build the WiFi access-point database (wifi/aps.csv) from WiGLE CSV exports
+    /// (WigleWifi-1.4 and later). SSIDs and observation times are not kept.
+    Wigle(WigleArgs),
+}
+
+#[derive(Args)]
+struct WigleArgs {
+    /// WiGLE CSV export files.
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
+    /// Where to write aps.csv (written whole, then renamed into place).
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
 }
 
 #[derive(Args)]
@@ -186,6 +206,7 @@ fn main() -> ExitCode {
         Command::Check(a) => run_check(&cli, a),
         Command::Validate(a) => run_validate(&cli, a),
         Command::Diff(a) => run_diff(a),
+        Command::Import(ImportCommand::Wigle(a)) => run_import_wigle(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -673,6 +694,29 @@ fn evidence_summary(snap: &Snapshot, ev: &locate::Evidence) -> serde_json::Value
             "fix_territories": c.fix.map(|f| at(&f.point)),
         })),
     })
+}
+
+fn run_import_wigle(a: &WigleArgs) -> Result<u8, Exit> {
+    let mut files = Vec::with_capacity(a.files.len());
+    for f in &a.files {
+        let text = std::fs::read_to_string(f)
+            .map_err(|e| bad_input(anyhow::anyhow!("{}: {e}", f.display())))?;
+        files.push((f.display().to_string(), text));
+    }
+    let (csv, stats) = locate::wifi::import_wigle(&files).map_err(|e| bad_input(e.into()))?;
+    // Written beside the target and renamed, so a watcher never sees half a file.
+    let tmp = a.out.with_extension("csv.tmp~");
+    std::fs::write(&tmp, csv)
+        .and_then(|()| std::fs::rename(&tmp, &a.out))
+        .map_err(|e| Exit(1, anyhow::anyhow!("{}: {e}", a.out.display())))?;
+    eprintln!(
+        "{}: {} access points from {} rows ({} skipped)",
+        a.out.display(),
+        stats.access_points,
+        stats.rows,
+        stats.skipped
+    );
+    Ok(0)
 }
 
 fn run_diff(a: &DiffArgs) -> Result<u8, Exit> {

@@ -888,3 +888,108 @@ fn serve_refuses_oversized_and_malformed_requests() {
     let (status, _) = srv.exchange(get("").as_bytes());
     assert!(status.starts_with("HTTP/1.1 200"), "{status}");
 }
+
+/// `import wigle` writes an access-point file that a data directory serves: the imported
+/// access points answer `check --wifi`, a broken export writes nothing, and `check` refuses
+/// a malformed `--wifi` with the field and not the value.
+#[test]
+fn import_wigle_then_check_wifi() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(data.join("wifi")).expect("mkdir");
+    let regions = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("regions");
+    std::fs::create_dir_all(data.join("licenses")).expect("mkdir");
+    std::fs::create_dir_all(data.join("custom")).expect("mkdir");
+    for f in [
+        "countries.geojson.gz",
+        "groups.toml",
+        "custom/lake-constance.geojson",
+        "licenses/sample.toml",
+    ] {
+        std::fs::copy(regions.join(f), data.join(f)).expect("copy");
+    }
+    // Two access points in Vienna, surveyed twice each; a Bluetooth row is skipped.
+    let export = "WigleWifi-1.4,appRelease=2.53,model=Pixel,release=11,device=x,display=x,board=x,brand=x\n\
+        MAC,SSID,AuthMode,FirstSeen,Channel,RSSI,CurrentLatitude,CurrentLongitude,AltitudeMeters,AccuracyMeters,Type\n\
+        00:00:5e:00:53:71,home,[WPA2],2024-01-01 10:00:00,6,-50,48.20820,16.37380,180,5,WIFI\n\
+        00:00:5e:00:53:71,home,[WPA2],2024-01-01 10:01:00,6,-70,48.20840,16.37400,180,8,WIFI\n\
+        00:00:5e:00:53:72,cafe,[ESS],2024-01-01 10:02:00,11,-60,48.20850,16.37420,180,4,WIFI\n\
+        00:00:5e:00:53:72,cafe,[ESS],2024-01-01 10:03:00,11,-62,48.20830,16.37410,180,4,WIFI\n\
+        00:00:5e:00:53:73,buds,,2024-01-01 10:02:00,0,-80,48.2,16.3,180,4,BT\n";
+    let survey = tmp.path().join("survey.csv");
+    std::fs::write(&survey, export).expect("write");
+    let out = data.join("wifi/aps.csv");
+    let o = run(
+        &[
+            "import",
+            "wigle",
+            survey.to_str().expect("path"),
+            "--out",
+            out.to_str().expect("path"),
+        ],
+        None,
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("2 access points from 5 rows (1 skipped)"),
+        "{err}"
+    );
+    let csv = std::fs::read_to_string(&out).expect("written");
+    assert!(!csv.contains("home") && !csv.contains("cafe"), "{csv}");
+
+    let check = |wifi: &str| {
+        run(
+            &[
+                "--regions",
+                data.to_str().expect("path"),
+                "check",
+                "--track",
+                "QZNW52400010",
+                "--wifi",
+                wifi,
+            ],
+            None,
+        )
+    };
+    let o = check("00:00:5e:00:53:71@-55,00:00:5e:00:53:72@-60");
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
+    assert_eq!(
+        (
+            v["decision"].as_str(),
+            v["source"].as_str(),
+            v["territory"].as_str()
+        ),
+        (Some("allow"), Some("wifi"), Some("AT")),
+        "{v}"
+    );
+    assert_eq!(o.status.code(), Some(0));
+    let o = check("00:00:5e:00:53:71@-55");
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
+    assert_eq!(v["reason"], "location_unknown", "one access point: {v}");
+    let o = check("00:00:5e:00:53:71@-55,00:00:5e:00:53:7z");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--wifi: wifi:") && !err.contains("53:7z"),
+        "{err}"
+    );
+
+    // A broken export: an error naming file and line, and the old file stays.
+    let bad = tmp.path().join("bad.csv");
+    std::fs::write(&bad, export.replace("48.20840", "north")).expect("write");
+    let o = run(
+        &[
+            "import",
+            "wigle",
+            bad.to_str().expect("path"),
+            "--out",
+            out.to_str().expect("path"),
+        ],
+        None,
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("bad.csv: line 4: CurrentLatitude"), "{err}");
+    assert_eq!(std::fs::read_to_string(&out).expect("kept"), csv);
+}
