@@ -1,27 +1,44 @@
 -- wrk script: auth subrequests as nginx's auth_request sends them, one listener address per
 -- request, cycling over benches/load/ips.txt (ADDRESS COUNTRY LAT LON).
 --
---   wrk -s authz.lua URL -- IPS_FILE [gps|ip] [MAX]
+--   wrk -s authz.lua URL -- IPS_FILE [gps|wifi|ip] [MAX]
 --
 -- Every request: GET /v1/authz, X-Original-URI of a segment of track QZNW52400010 (licensed in
 -- DE, AT, CH, LI), X-Forwarded-For with the address. With "gps", also a fresh Geo-Hint at a
--- point in the address's country (regiongate then locates the point in the polygons).
+-- point in the address's country (regiongate then locates the point in the polygons). With
+-- "wifi", instead a Wifi-Hint of three access points of regions/wifi/aps.csv (the synthetic
+-- sample): those of the site in the address's country, or of Vienna where the sample has none
+-- (regiongate then parses the list, estimates a position from the access-point database and
+-- places its disc, as for a GPS fix).
 -- Requests are built once per thread in init(), so wrk's Lua costs nothing per request.
 -- MAX (optional): each thread stops after MAX responses and says so on stderr
 -- (benches/load/callgrind.sh counts instructions over a fixed number of requests); without it
 -- no Lua runs per response.
 
 local requests = {}
+
+-- First access point of each site of regions/wifi/aps.csv (four per site, in this order).
+local wifi_site = { AT = 0, DE = 4, CH = 8, FR = 12, IT = 16, MC = 20, US = 24, JP = 28 }
+
+local function wifi_hint(country)
+  local first = wifi_site[country] or 0
+  local aps = {}
+  for k = 0, 2 do
+    aps[#aps + 1] = string.format("00:00:5e:00:53:%02x@-%d", first + k, 50 + 8 * k)
+  end
+  return table.concat(aps, ", ")
+end
 local n = 0
 local i = 0
 
 function init(args)
   local file = args[1] or "ips.txt"
   local gps = args[2] == "gps"
+  local wifi = args[2] == "wifi"
   local max = tonumber(args[3] or "")
   local now = os.time()
   for line in io.lines(file) do
-    local ip, _, lat, lon = line:match("^(%S+)%s+(%S+)%s+(%S+)%s+(%S+)")
+    local ip, country, lat, lon = line:match("^(%S+)%s+(%S+)%s+(%S+)%s+(%S+)")
     if ip then
       local headers = {
         ["X-Original-URI"] = "/audio/QZNW52400010/seg-1.mp4",
@@ -30,6 +47,9 @@ function init(args)
       }
       if gps then
         headers["Geo-Hint"] = string.format("gps=%s,%s; acc=25; ts=%d", lat, lon, now)
+      end
+      if wifi then
+        headers["Wifi-Hint"] = wifi_hint(country)
       end
       n = n + 1
       requests[n] = wrk.format("GET", "/v1/authz", headers)

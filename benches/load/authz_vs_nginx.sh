@@ -10,11 +10,16 @@
 # Runs, each after a short warm-up:
 #   nginx-geoip2     the nginx gate (access log off)
 #   regiongate-ip    regiongate, client address only (RUST_LOG=warn: no decision log lines)
-#   regiongate-gps   the same with a fresh Geo-Hint on every request (point-in-polygon lookup)
+#   regiongate-gps   the same with a fresh Geo-Hint on every request (acc=25: the disc query)
+#   regiongate-wifi  the same with a Wifi-Hint of three access points instead (estimate + disc)
 #   regiongate-log   regiongate, address only, with its default decision log (RUST_LOG=info,
 #                    one line per request, to a file)
 # then prints requests/s, latency percentiles, the ratios to nginx, and the CPU time per request
 # of the server (all its processes or threads) and of wrk.
+#
+# BASELINE_BIN=PATH (optional): another regiongate binary (say, a build of an earlier commit),
+# measured in the same rounds as baseline-ip and baseline-gps, so that a change is judged
+# against nginx in the same run.
 #
 # Settings (environment): THREADS=2 CONNS=64 DURATION=15s WARMUP=3s ROUNDS=1 (ROUNDS>1 runs
 # the whole sequence again and reports the median), PIN=0 (1: servers on CPU 0 with one worker
@@ -53,6 +58,7 @@ KEEP=${KEEP:-0}
 STEERING=${STEERING:-}
 NGINX_REUSEPORT=${NGINX_REUSEPORT:-0}
 IPS=${IPS:-$HERE/ips.txt}
+BASELINE_BIN=${BASELINE_BIN:-}
 GEOIP2_MODULE=/usr/lib/nginx/modules/ngx_http_geoip2_module.so
 
 die() {
@@ -147,8 +153,8 @@ NGINX_PID=$!
 } >"$WORK/regiongate.toml"
 
 start_regiongate() {
-    # $1: RUST_LOG level, $2: log file
-    RUST_LOG=$1 "${SERVER_CPU[@]}" "$BIN" serve --config "$WORK/regiongate.toml" \
+    # $1: RUST_LOG level, $2: log file, $3: binary (default: this tree's release build)
+    RUST_LOG=$1 "${SERVER_CPU[@]}" "${3:-$BIN}" serve --config "$WORK/regiongate.toml" \
         --listen "127.0.0.1:$RG_PORT" --admin-listen "127.0.0.1:$RG_ADMIN_PORT" 2>"$2" &
     RG_PID=$!
     wait_http "http://127.0.0.1:$RG_ADMIN_PORT/readyz" regiongate 200
@@ -218,6 +224,13 @@ for round in $(seq 1 "$ROUNDS"); do
     load nginx-geoip2 "$NG_URL" "" "$round"
     load regiongate-ip "$RG_URL" "" "$round"
     load regiongate-gps "$RG_URL" gps "$round"
+    load regiongate-wifi "$RG_URL" wifi "$round"
+    if [ -n "$BASELINE_BIN" ]; then
+        stop "$RG_PID"
+        start_regiongate warn "$WORK/baseline-warn.log" "$BASELINE_BIN"
+        load baseline-ip "$RG_URL" "" "$round"
+        load baseline-gps "$RG_URL" gps "$round"
+    fi
     stop "$RG_PID"
     start_regiongate info "$WORK/regiongate-info.log"
     load regiongate-log "$RG_URL" "" "$round"
@@ -227,9 +240,9 @@ RG_PID=""
 echo "-- decision log written in the last regiongate-log run: $(wc -l <"$WORK/regiongate-info.log") lines, $(du -h "$WORK/regiongate-info.log" | cut -f1)"
 
 echo "== summary (median of $ROUNDS round(s))"
-python3 - "$WORK" "$ROUNDS" <<'EOF'
+python3 - "$WORK" "$ROUNDS" "$BASELINE_BIN" <<'EOF'
 import re, statistics, sys
-work, rounds = sys.argv[1], int(sys.argv[2])
+work, rounds, baseline = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 UNIT = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
 
 def parse(path):
@@ -257,7 +270,9 @@ def parse(path):
             "cpu": server_us, "wrkcpu": wrk_us,
             "errors": errors.group(1).strip() if errors else ""}
 
-names = ["nginx-geoip2", "regiongate-ip", "regiongate-gps", "regiongate-log"]
+names = ["nginx-geoip2", "regiongate-ip", "regiongate-gps", "regiongate-wifi", "regiongate-log"]
+if baseline:
+    names += ["baseline-ip", "baseline-gps"]
 res = {}
 for n in names:
     runs = [parse(f"{work}/{n}.{r}.txt") for r in range(1, rounds + 1)]

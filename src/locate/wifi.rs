@@ -67,7 +67,7 @@ pub struct SeenAp {
 /// already dropped). Prints nothing of the addresses.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WifiScan {
-    aps: SmallVec<[SeenAp; 8]>,
+    aps: SmallVec<[SeenAp; 16]>,
 }
 
 impl WifiScan {
@@ -93,7 +93,7 @@ pub fn check_scan<'a>(
     items: impl IntoIterator<Item = (&'a str, Option<f64>)>,
 ) -> Result<WifiScan, HintError> {
     let mut scan = WifiScan::default();
-    let mut seen: SmallVec<[Bssid; 8]> = SmallVec::new();
+    let mut seen: SmallVec<[Bssid; 16]> = SmallVec::new();
     for (i, (b, rssi)) in items.into_iter().enumerate() {
         if i >= MAX_APS {
             return Err(invalid("more access points than the limit"));
@@ -127,7 +127,7 @@ pub fn parse_wifi_hint(s: &str) -> Result<WifiScan, HintError> {
     if s.len() > MAX_WIFI_HINT_LEN {
         return Err(HintError::TooLong);
     }
-    let mut items: SmallVec<[(&str, Option<f64>); 8]> = SmallVec::new();
+    let mut items: SmallVec<[(&str, Option<f64>); 16]> = SmallVec::new();
     for item in s.split(',').map(str::trim).filter(|x| !x.is_empty()) {
         let (b, r) = match item.split_once('@') {
             Some((b, r)) => {
@@ -271,7 +271,7 @@ fn plane_scale(lat: f64) -> (f64, f64) {
 /// Where the client is, from the access points it saw (see the module docs), or `None` when
 /// fewer than [`MIN_AGREEING`] known access points agree.
 pub fn estimate(db: &ApDb, scan: &WifiScan) -> Option<WifiFix> {
-    let known: SmallVec<[(ApRecord, i16); 8]> = scan
+    let known: SmallVec<[(ApRecord, i16); 16]> = scan
         .aps()
         .iter()
         .filter_map(|a| db.get(a.bssid).map(|r| (r, a.rssi)))
@@ -280,21 +280,31 @@ pub fn estimate(db: &ApDb, scan: &WifiScan) -> Option<WifiFix> {
         return None;
     }
     let (ky, kx) = plane_scale(known[0].0.lat);
-    let xy = |r: &ApRecord| {
-        let dlon = (r.lon - known[0].0.lon + 540.0).rem_euclid(360.0) - 180.0;
-        (dlon * kx, (r.lat - known[0].0.lat) * ky)
-    };
+    // Each access point on the local plane around the first, once (the pairwise agreement
+    // test below reads each position n times).
+    let pts: SmallVec<[(f64, f64); 16]> = known
+        .iter()
+        .map(|(r, _)| {
+            let mut dlon = r.lon - known[0].0.lon;
+            if dlon > 180.0 {
+                dlon -= 360.0;
+            } else if dlon < -180.0 {
+                dlon += 360.0;
+            }
+            (dlon * kx, (r.lat - known[0].0.lat) * ky)
+        })
+        .collect();
+    let xy = |i: usize| pts[i];
     let dist = |a: (f64, f64), b: (f64, f64)| ((a.0 - b.0).powi(2) + (a.1 - b.1).powi(2)).sqrt();
     let agree = |i: usize, j: usize| {
-        dist(xy(&known[i].0), xy(&known[j].0))
-            <= f64::from(known[i].0.range_m) + f64::from(known[j].0.range_m)
+        dist(xy(i), xy(j)) <= f64::from(known[i].0.range_m) + f64::from(known[j].0.range_m)
     };
     // The access point most others agree with (the stronger on ties), and its group.
     let seed = (0..known.len()).max_by_key(|&i| {
         let n = (0..known.len()).filter(|&j| j != i && agree(i, j)).count();
         (n, known[i].1)
     })?;
-    let group: SmallVec<[usize; 8]> = (0..known.len())
+    let group: SmallVec<[usize; 16]> = (0..known.len())
         .filter(|&j| j == seed || agree(seed, j))
         .collect();
     if group.len() < MIN_AGREEING {
@@ -303,13 +313,13 @@ pub fn estimate(db: &ApDb, scan: &WifiScan) -> Option<WifiFix> {
     let (mut sx, mut sy, mut sw) = (0.0, 0.0, 0.0);
     for &i in &group {
         let w = 10f64.powf(f64::from(known[i].1) / 15.0);
-        let (x, y) = xy(&known[i].0);
+        let (x, y) = xy(i);
         (sx, sy, sw) = (sx + w * x, sy + w * y, sw + w);
     }
     let c = (sx / sw, sy / sw);
     let radius = group
         .iter()
-        .map(|&i| dist(c, xy(&known[i].0)) + f64::from(known[i].0.range_m))
+        .map(|&i| dist(c, xy(i)) + f64::from(known[i].0.range_m))
         .fold(f64::INFINITY, f64::min);
     let lat = known[0].0.lat + c.1 / ky;
     let lon = (known[0].0.lon + c.0 / kx + 540.0).rem_euclid(360.0) - 180.0;
