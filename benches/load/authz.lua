@@ -1,7 +1,7 @@
 -- wrk script: auth subrequests as nginx's auth_request sends them, one listener address per
 -- request, cycling over benches/load/ips.txt (ADDRESS COUNTRY LAT LON).
 --
---   wrk -s authz.lua URL -- IPS_FILE [gps|wifi|ip] [MAX]
+--   wrk -s authz.lua URL -- IPS_FILE [gps|wifi|ip|preflight-ip|preflight-gps] [MAX]
 --
 -- Every request: GET /v1/authz, X-Original-URI of a segment of track QZNW52400010 (licensed in
 -- DE, AT, CH, LI), X-Forwarded-For with the address. With "gps", also a fresh Geo-Hint at a
@@ -10,6 +10,9 @@
 -- sample): those of the site in the address's country, or of Vienna where the sample has none
 -- (regiongate then parses the list, estimates a position from the access-point database and
 -- places its disc, as for a GPS fix).
+-- With "preflight-ip" or "preflight-gps", the client's preflight call instead:
+-- GET /v1/tracks/QZNW52400010/playability with the same X-Forwarded-For (and, for
+-- preflight-gps, the same Geo-Hint), answered 200 with a JSON decision either way.
 -- Requests are built once per thread in init(), so wrk's Lua costs nothing per request.
 -- MAX (optional): each thread stops after MAX responses and says so on stderr
 -- (benches/load/callgrind.sh counts instructions over a fixed number of requests); without it
@@ -33,18 +36,25 @@ local i = 0
 
 function init(args)
   local file = args[1] or "ips.txt"
-  local gps = args[2] == "gps"
-  local wifi = args[2] == "wifi"
+  local mode = args[2] or "ip"
+  local preflight = mode:sub(1, 10) == "preflight-"
+  if preflight then
+    mode = mode:sub(11)
+  end
+  local gps = mode == "gps"
+  local wifi = mode == "wifi"
   local max = tonumber(args[3] or "")
   local now = os.time()
   for line in io.lines(file) do
     local ip, country, lat, lon = line:match("^(%S+)%s+(%S+)%s+(%S+)%s+(%S+)")
     if ip then
-      local headers = {
-        ["X-Original-URI"] = "/audio/QZNW52400010/seg-1.mp4",
-        ["X-Original-Method"] = "GET",
-        ["X-Forwarded-For"] = ip,
-      }
+      local headers = { ["X-Forwarded-For"] = ip }
+      local path = "/v1/tracks/QZNW52400010/playability"
+      if not preflight then
+        path = "/v1/authz"
+        headers["X-Original-URI"] = "/audio/QZNW52400010/seg-1.mp4"
+        headers["X-Original-Method"] = "GET"
+      end
       if gps then
         headers["Geo-Hint"] = string.format("gps=%s,%s; acc=25; ts=%d", lat, lon, now)
       end
@@ -52,7 +62,7 @@ function init(args)
         headers["Wifi-Hint"] = wifi_hint(country)
       end
       n = n + 1
-      requests[n] = wrk.format("GET", "/v1/authz", headers)
+      requests[n] = wrk.format("GET", path, headers)
     end
   end
   if n == 0 then

@@ -14,11 +14,15 @@
 #   regiongate-wifi  the same with a Wifi-Hint of three access points instead (estimate + disc)
 #   regiongate-log   regiongate, address only, with its default decision log (RUST_LOG=info,
 #                    one line per request, to a file)
+# and the client's preflight call (GET /v1/tracks/QZNW52400010/playability, 200 either way):
+#   nginx-preflight  the nginx gate's equivalent location (address only)
+#   preflight-ip     regiongate, address only
+#   preflight-gps    regiongate with the same Geo-Hint as regiongate-gps
 # then prints requests/s, latency percentiles, the ratios to nginx, and the CPU time per request
 # of the server (all its processes or threads) and of wrk.
 #
 # BASELINE_BIN=PATH (optional): another regiongate binary (say, a build of an earlier commit),
-# measured in the same rounds as baseline-ip and baseline-gps, so that a change is judged
+# measured in the same rounds as baseline-ip, baseline-gps and baseline-preflight-gps,
 # against nginx in the same run.
 #
 # Settings (environment): THREADS=2 CONNS=64 DURATION=15s WARMUP=3s ROUNDS=1 (ROUNDS>1 runs
@@ -195,7 +199,7 @@ load() {
     local name=$1 url=$2 mode=$3 round=$4
     local args=(-t"$THREADS" -c"$CONNS" -s "$HERE/authz.lua")
     local server=regiongate
-    [ "$name" = nginx-geoip2 ] && server=nginx
+    case $name in nginx-*) server=nginx ;; esac
     timeout 120 "${WRK_CPU[@]}" wrk "${args[@]}" -d"$WARMUP" "$url" -- "$IPS" $mode >/dev/null
     echo "-- $name (round $round): load before: $(cut -d' ' -f1-3 /proc/loadavg)"
     # CPU time of the server and of wrk during the run, for CPU per request (less sensitive
@@ -214,7 +218,10 @@ load() {
 
 NG_URL="http://127.0.0.1:$NGINX_PORT/v1/authz"
 RG_URL="http://127.0.0.1:$RG_PORT/v1/authz"
-echo "== wrk -t$THREADS -c$CONNS -d$DURATION --latency -s benches/load/authz.lua URL -- ips.txt [gps]"
+# Preflight: the Lua script builds the path; the URL gives the host.
+NG_PF="http://127.0.0.1:$NGINX_PORT/"
+RG_PF="http://127.0.0.1:$RG_PORT/"
+echo "== wrk -t$THREADS -c$CONNS -d$DURATION --latency -s benches/load/authz.lua URL -- ips.txt [MODE]"
 echo "   ($(nproc) cores; PIN=$PIN)"
 for round in $(seq 1 "$ROUNDS"); do
     if [ "$round" -gt 1 ]; then
@@ -225,11 +232,15 @@ for round in $(seq 1 "$ROUNDS"); do
     load regiongate-ip "$RG_URL" "" "$round"
     load regiongate-gps "$RG_URL" gps "$round"
     load regiongate-wifi "$RG_URL" wifi "$round"
+    load nginx-preflight "$NG_PF" preflight-ip "$round"
+    load preflight-ip "$RG_PF" preflight-ip "$round"
+    load preflight-gps "$RG_PF" preflight-gps "$round"
     if [ -n "$BASELINE_BIN" ]; then
         stop "$RG_PID"
         start_regiongate warn "$WORK/baseline-warn.log" "$BASELINE_BIN"
         load baseline-ip "$RG_URL" "" "$round"
         load baseline-gps "$RG_URL" gps "$round"
+        load baseline-preflight-gps "$RG_PF" preflight-gps "$round"
     fi
     stop "$RG_PID"
     start_regiongate info "$WORK/regiongate-info.log"
@@ -270,31 +281,36 @@ def parse(path):
             "cpu": server_us, "wrkcpu": wrk_us,
             "errors": errors.group(1).strip() if errors else ""}
 
-names = ["nginx-geoip2", "regiongate-ip", "regiongate-gps", "regiongate-wifi", "regiongate-log"]
+names = ["nginx-geoip2", "regiongate-ip", "regiongate-gps", "regiongate-wifi", "regiongate-log",
+         "nginx-preflight", "preflight-ip", "preflight-gps"]
 if baseline:
-    names += ["baseline-ip", "baseline-gps"]
+    names += ["baseline-ip", "baseline-gps", "baseline-preflight-gps"]
+# Each row against nginx doing the same job: the authz gate, or its preflight location.
+PEER = {n: ("nginx-preflight" if "preflight" in n else "nginx-geoip2") for n in names}
 res = {}
 for n in names:
     runs = [parse(f"{work}/{n}.{r}.txt") for r in range(1, rounds + 1)]
     res[n] = {k: (statistics.median(x[k] for x in runs) if k != "errors" else
                   "; ".join(x[k] for x in runs if x[k])) for k in runs[0]}
-base = res["nginx-geoip2"]
-print(f"{'server':16} {'req/s':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'denied':>7}"
+print(f"{'server':22} {'req/s':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'denied':>7}"
       f" {'req/s vs nginx':>15} {'p50 vs nginx':>13} {'p99 vs nginx':>13}"
       f" {'server CPU us/req':>18} {'wrk CPU us/req':>15}")
 for n in names:
     r = res[n]
-    print(f"{n:16} {r['rps']:9.0f} {r['p50']:8.3f} {r['p90']:8.3f} {r['p99']:8.3f} {r['deny']:7.1%}"
+    base = res[PEER[n]]
+    print(f"{n:22} {r['rps']:9.0f} {r['p50']:8.3f} {r['p90']:8.3f} {r['p99']:8.3f} {r['deny']:7.1%}"
           f" {r['rps'] / base['rps']:15.2f} {r['p50'] / base['p50']:13.2f} {r['p99'] / base['p99']:13.2f}"
           f" {r['cpu']:18.1f} {r['wrkcpu']:15.1f}"
           + (f"  socket errors: {r['errors']}" if r["errors"] else ""))
 # Ratios per round (each regiongate run against the nginx run of the same round): the spread
 # of the ratio says more than the spread of either figure under other load.
 if rounds > 1:
-    for n in names[1:]:
+    for n in names:
+        if n == PEER[n]:
+            continue
         ratios = []
         for r in range(1, rounds + 1):
-            a, b = parse(f"{work}/nginx-geoip2.{r}.txt"), parse(f"{work}/{n}.{r}.txt")
+            a, b = parse(f"{work}/{PEER[n]}.{r}.txt"), parse(f"{work}/{n}.{r}.txt")
             ratios.append(f"{b['rps'] / a['rps']:.2f}/{b['p99'] / a['p99']:.2f}")
         print(f"  {n}: req/s and p99 vs nginx per round: {' '.join(ratios)}")
 EOF
