@@ -14,8 +14,8 @@
 //! POST, territory, nginx- and Envoy-style auth subrequests, the reverse proxy with allowed,
 //! denied and unmatched paths, invalid requests of every kind) while the data is reloaded
 //! through `POST /admin/reload` and through the directory watcher. Client addresses arrive in
-//! `X-Forwarded-For` from the trusted loopback proxy; GPS fixes and cells in `Geo-Hint` /
-//! `Cell-Hint` headers and in POST bodies.
+//! `X-Forwarded-For` from the trusted loopback proxy; GPS fixes, cells and WiFi access points
+//! in `Geo-Hint` / `Cell-Hint` / `Wifi-Hint` headers and in POST bodies.
 //!
 //! Everything the process emits is then searched for every planted value in every textual
 //! form it could take: stdout, stderr, every response (status, headers, body), `/metrics`,
@@ -41,6 +41,10 @@
 //!   NR cell): decimal and hex (with and without `0x`, with and without leading zeros, any
 //!   case); the area code 64711 (five digits above the ephemeral port range, so that no port,
 //!   counter or timing in the output can be it by chance), decimal and hex.
+//! * BSSIDs (the access points of `wifi/aps.csv`, and a locally administered one sent with
+//!   them): with colons, dashes, Cisco dots, bare, as the 48-bit integer in hex and decimal,
+//!   upper and lower case; the access points' positions and the position regiongate derives
+//!   from them, as coordinates.
 //!
 //! Zero hits are required, with two exceptions:
 //!
@@ -54,7 +58,7 @@
 //! The test can fail: the same search must find every planted value in the log of the
 //! requests the test sent and in a fabricated line of disguised forms, the origin's forwarding
 //! headers must hold the planted addresses, the evidence must have been used (answers with
-//! source `gps`, `cell` and `ip`), and at least 1,000 decision log lines must exist per run.
+//! source `gps`, `wifi`, `cell` and `ip`), and at least 1,000 decision log lines must exist per run.
 
 use crate::util::{now_unix, request, send_streaming, within};
 use bytes::Bytes;
@@ -125,6 +129,18 @@ const CELL_NR: u64 = 0x8_F3A6_1C27;
 const AREA: &str = "64711";
 const CELL_POINT: (&str, &str) = ("47.65487", "9.47512");
 
+/// Access points of `wifi/aps.csv` near Berlin (RFC 7042 documentation addresses): address,
+/// latitude, longitude. The first three are sent in `Wifi-Hint` headers and POST bodies, the
+/// fourth never (its address and position are derived data only).
+const APS: [(&str, &str, &str); 4] = [
+    ("00:00:5e:00:53:a1", "52.50743218", "13.39012877"),
+    ("00:00:5e:00:53:b2", "52.50761934", "13.39055641"),
+    ("00:00:5e:00:53:c3", "52.50729457", "13.39071295"),
+    ("00:00:5e:00:53:d4", "52.50752116", "13.38988432"),
+];
+/// A locally administered address sent with them (dropped, never looked up).
+const AP_LOCAL: &str = "02:00:5e:00:53:e5";
+
 /// Tracks of `regions/licenses/sample.toml`: world stream, DACH only, Lake Constance only,
 /// EEA premium/free, taken down, no deal, a second world track, unknown.
 const TRACKS: [&str; 8] = [
@@ -144,6 +160,9 @@ const MIN_REQUESTS: usize = 1_100;
 const MAX_REQUESTS: usize = 3_800;
 /// Concurrent clients.
 const WORKERS: usize = 4;
+/// The admin reloads start once this many requests have been started (well below
+/// MIN_REQUESTS: the traffic is at full rate).
+const RELOAD_AFTER: usize = 150;
 
 // ---- The data directory -------------------------------------------------------------------
 
@@ -196,6 +215,27 @@ fn write_regions(dir: &Path) {
         CELL_POINT.1, CELL_POINT.0
     );
     std::fs::write(dir.join("cells.csv"), cells).expect("write cells.csv");
+    std::fs::create_dir_all(dir.join("wifi")).expect("mkdir wifi");
+    std::fs::write(dir.join("wifi/aps.csv"), aps_csv()).expect("write aps.csv");
+}
+
+fn aps_csv() -> String {
+    let mut csv = "bssid,lat,lon,range_m\n".to_owned();
+    for (b, lat, lon) in APS {
+        csv.push_str(&format!("{b},{lat},{lon},80\n"));
+    }
+    csv
+}
+
+/// The position regiongate derives from the sent access points (every hint form has the same
+/// addresses and signal strengths), as (lat, lon) text: planted derived data.
+fn wifi_estimate() -> (String, String) {
+    use regiongate::locate::wifi;
+    let db = wifi::ApDb::load("aps.csv", aps_csv().as_bytes()).expect("aps.csv");
+    let scan = wifi::parse_wifi_hint(&wifi_hint(0)).expect("hint");
+    let fix = wifi::estimate(&db, &scan).expect("three agreeing access points");
+    let [lon, lat] = fix.point.lon_lat();
+    (format!("{lat}"), format!("{lon}"))
 }
 
 // ---- The forms a planted value can take -----------------------------------------------------
@@ -433,6 +473,22 @@ fn ipv6_forms(out: &mut Vec<Form>, value: &str, v6: Ipv6Addr) {
     }
 }
 
+/// A BSSID: with colons, dashes, dots (Cisco), bare, as the 48-bit integer in hex and
+/// decimal (case is ignored by the search).
+fn bssid_forms(out: &mut Vec<Form>, bssid: &str) {
+    let hex: String = bssid.chars().filter(char::is_ascii_hexdigit).collect();
+    let pairs: Vec<&str> = (0..6).map(|i| &hex[2 * i..2 * i + 2]).collect();
+    let k = Kind::Location;
+    push(out, bssid, "colons", pairs.join(":"), Edge::Hex, k);
+    push(out, bssid, "dashes", pairs.join("-"), Edge::Hex, k);
+    let dotted = format!("{}.{}.{}", &hex[..4], &hex[4..8], &hex[8..]);
+    push(out, bssid, "dotted", dotted, Edge::Hex, k);
+    push(out, bssid, "bare", hex.clone(), Edge::Hex, k);
+    let n = u64::from_str_radix(&hex, 16).expect("hex");
+    push(out, bssid, "integer, hex", format!("{n:x}"), Edge::Hex, k);
+    push(out, bssid, "integer", n.to_string(), Edge::Digit, k);
+}
+
 fn cell_forms(out: &mut Vec<Form>, cell: u64) {
     let value = format!("cell {cell} (0x{cell:X})");
     let k = Kind::Location;
@@ -487,7 +543,19 @@ fn planted_forms() -> Vec<Form> {
     for (how, text) in [("decimal", AREA.to_owned()), ("hex", format!("{area:x}"))] {
         push(&mut out, "area", how, text, Edge::Hex, Kind::Location);
     }
+    for (b, _, _) in &APS[..3] {
+        bssid_forms(&mut out, b);
+    }
+    bssid_forms(&mut out, AP_LOCAL);
     let sent = out.len();
+    bssid_forms(&mut out, APS[3].0);
+    for (_, lat, lon) in APS {
+        coordinate_forms(&mut out, lat, false);
+        coordinate_forms(&mut out, lon, false);
+    }
+    let (lat, lon) = wifi_estimate();
+    coordinate_forms(&mut out, &lat, false);
+    coordinate_forms(&mut out, &lon, false);
     for (_, _, lat, lon, _) in IP_RECORDS {
         coordinate_forms(&mut out, lat, false);
         coordinate_forms(&mut out, lon, false);
@@ -910,6 +978,54 @@ fn cell(i: usize) -> String {
     }
 }
 
+/// A `Wifi-Hint` in one of several textual forms, always the same three access points and
+/// signal strengths (and, in some forms, a locally administered address).
+fn wifi_hint(i: usize) -> String {
+    let [a, b, c] = [APS[0].0, APS[1].0, APS[2].0];
+    let bare = |x: &str| x.replace(':', "");
+    let dashes = |x: &str| x.replace(':', "-");
+    match i % 4 {
+        0 => format!("{a}@-55, {b}@-63, {c}@-70"),
+        1 => format!(
+            "{}@-55,{}@-63,{}@-70",
+            bare(a).to_uppercase(),
+            bare(b),
+            bare(c)
+        ),
+        2 => format!(
+            "{} @ -55 , {}@-63, {AP_LOCAL}@-40, {}@-70",
+            dashes(a),
+            b.to_uppercase(),
+            bare(c)
+        ),
+        _ => format!(
+            "{}@-55, {}@-63, {}@-70",
+            dashes(a).to_uppercase(),
+            dashes(b),
+            c.to_uppercase()
+        ),
+    }
+}
+
+fn body_wifi(i: usize) -> serde_json::Value {
+    let forms: Vec<String> = APS[..3]
+        .iter()
+        .map(|(b, _, _)| {
+            if i.is_multiple_of(2) {
+                b.to_uppercase()
+            } else {
+                b.replace(':', "")
+            }
+        })
+        .collect();
+    serde_json::json!([
+        {"bssid": forms[0], "rssi": -55},
+        {"bssid": forms[1], "rssi": -63},
+        {"bssid": AP_LOCAL, "rssi": -40},
+        {"bssid": forms[2], "rssi": -70},
+    ])
+}
+
 fn track(i: usize) -> &'static str {
     TRACKS[i % TRACKS.len()]
 }
@@ -938,7 +1054,7 @@ fn invalid(j: usize, now: i64) -> Spec {
     let post = "/v1/playability";
     let tracks = serde_json::json!(["QZNW52400001", "QZNW52400010"]);
     let x = xff(j);
-    match j % 26 {
+    match j % 30 {
         0 => Spec::new("bad geo-hint: latitude out of range", "GET", &play)
             .h("geo-hint", format!("gps={BAD_LAT},{lon}; acc=25; ts={now}"))
             .h("x-forwarded-for", x),
@@ -1022,6 +1138,24 @@ fn invalid(j: usize, now: i64) -> Spec {
             .h("cell-hint", format!("mcc=262; mnc=1; cell={CELL_LTE}")),
         24 => Spec::new("bad geo-hint: not ASCII", "GET", &play)
             .h("geo-hint", format!("gps={lat},{lon}; acc=25; ts={now}; é=1")),
+        25 => Spec::new("bad wifi-hint: malformed address", "GET", &play).h(
+            "wifi-hint",
+            format!("{}@-55, {}x@-60", APS[0].0, APS[1].0),
+        ),
+        26 => Spec::new("bad wifi-hint: absurd signal", "GET", &play).h(
+            "wifi-hint",
+            format!("{}@-55, {}@-300", APS[0].0, APS[1].0.to_uppercase()),
+        ),
+        27 => Spec::new("bad wifi-hint: repeated access point", "GET", &play).h(
+            "wifi-hint",
+            format!("{}@-55, {}@-60", APS[0].0, APS[0].0.replace(':', "")),
+        ),
+        28 => {
+            let mut aps = vec![serde_json::json!({"bssid": APS[2].0, "rssi": -50})];
+            aps.extend((0..40).map(|k| serde_json::json!({"bssid": format!("00:00:5e:00:53:{k:02x}")})));
+            Spec::new("bad body wifi: too many access points", "POST", post)
+                .body(serde_json::json!({"tracks": tracks, "hints": {"wifi": aps}}).to_string())
+        }
         _ => Spec::new("POST with a bad header hint", "POST", post)
             .h("geo-hint", format!("gps={lat},{BAD_LON}; acc=25; ts={now}"))
             .body(format!(r#"{{"tracks":{tracks}}}"#)),
@@ -1047,7 +1181,12 @@ fn spec(i: usize, now: i64) -> Spec {
         .h("x-forwarded-for", xff(i))
         .h("geo-hint", geo(round + 1, now))
         .h("cell-hint", cell(round + 1)),
-        4 => Spec::new("preflight GET: address only", "GET", play(t)).h("x-forwarded-for", xff(i)),
+        4 if round.is_multiple_of(2) => {
+            Spec::new("preflight GET: address only", "GET", play(t)).h("x-forwarded-for", xff(i))
+        }
+        4 => Spec::new("preflight GET: address + wifi", "GET", play(t))
+            .h("x-forwarded-for", xff(i))
+            .h("wifi-hint", wifi_hint(round / 2)),
         5 => Spec::new("preflight POST: body gps + cell", "POST", "/v1/playability")
             .h("x-forwarded-for", xff(i))
             .body(
@@ -1062,7 +1201,7 @@ fn spec(i: usize, now: i64) -> Spec {
         6 => Spec::new("preflight POST: body gps", "POST", "/v1/playability").body(
             serde_json::json!({
                 "tracks": [TRACKS[2], {"track": TRACKS[3], "tier": "free"}, TRACKS[6]],
-                "hints": {"gps": body_gps(round + 1, now)},
+                "hints": {"gps": body_gps(round + 1, now), "wifi": body_wifi(round)},
             })
             .to_string(),
         ),
@@ -1091,6 +1230,7 @@ fn spec(i: usize, now: i64) -> Spec {
                 s.h("geo-hint", geo(round, now))
             } else {
                 s.h("cell-hint", cell(round))
+                    .h("wifi-hint", wifi_hint(round + 1))
             }
         }
         11 | 12 => {
@@ -1114,7 +1254,8 @@ fn spec(i: usize, now: i64) -> Spec {
         )
         .h("x-forwarded-for", xff(i))
         .h("geo-hint", geo(round, now))
-        .h("cell-hint", cell(round)),
+        .h("cell-hint", cell(round))
+        .h("wifi-hint", wifi_hint(round + 2)),
         14 => Spec::new("proxy allowed", "GET", format!("/tracks/{}", TRACKS[6]))
             .h("x-forwarded-for", xff(i))
             .h(
@@ -1350,6 +1491,7 @@ async fn reloads(
     admin: SocketAddr,
     regions: PathBuf,
     admin_log: Arc<Mutex<Vec<(String, String)>>>,
+    sent: Arc<AtomicUsize>,
 ) -> Vec<(String, Instant, Instant)> {
     let reload = Spec::new("admin reload", "POST", "/admin/reload");
     let mut windows = Vec::new();
@@ -1363,7 +1505,13 @@ async fn reloads(
             .expect("lock")
             .push((name.to_owned(), text));
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The two concurrent reloads keep the geometry and are over in tens of ms: start them
+    // while the workers send back to back (before MIN_REQUESTS, after which they pause
+    // between requests), so that requests are in flight during them whatever the speed of
+    // the machine.
+    while sent.load(Ordering::SeqCst) < RELOAD_AFTER {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
 
     let t0 = Instant::now();
     let (a, b) = tokio::join!(exchange(admin, &reload), exchange(admin, &reload));
@@ -1513,7 +1661,7 @@ dir = {:?}
     let windows = within(
         120,
         "reloads during traffic",
-        reloads(admin, regions.clone(), admin_log.clone()),
+        reloads(admin, regions.clone(), admin_log.clone(), next.clone()),
     )
     .await;
     reloads_done.store(true, Ordering::SeqCst);
@@ -1668,7 +1816,7 @@ fn check_the_detector(forms: &[Form]) {
             "lat=47.6172 lon=9.313 ip=2A02:8071:5D94:9E00:1234:5678:9ABC:DEF0 \
              ip6=2a01:0c22:b04c:9700:0000:0000:002b:00a9 cell=0x0{CELL_LTE:X} \
              v4=[::FFFF:5117:9DCA] sydney=-33.86 {{\"lat\":-33.8568}} net=81.23.157.20/30 \
-             CellHint {{ area: Some({AREA}) }}"
+             CellHint {{ area: Some({AREA}) }} ap=0000.5E00.53B2 ap2=00-00-5E-00-53-A1"
         ),
         Scope::Output,
     );
@@ -1684,6 +1832,8 @@ fn check_the_detector(forms: &[Form]) {
         MAPPED_A,
         GPS[2].0,
         "network 81.23.157.0/24",
+        APS[0].0,
+        APS[1].0,
     ] {
         assert!(
             values.contains(want),
@@ -1779,7 +1929,7 @@ fn check_run(name: &str, r: &RunResult, forms: &[Form], log_client_ip: bool) {
     for req in &r.origin_requests {
         let l = req.to_ascii_lowercase();
         assert!(
-            !l.contains("geo-hint") && !l.contains("cell-hint"),
+            !l.contains("geo-hint") && !l.contains("cell-hint") && !l.contains("wifi-hint"),
             "{name}: hint header at the origin: {req}"
         );
     }
@@ -1796,6 +1946,10 @@ fn check_run(name: &str, r: &RunResult, forms: &[Form], log_client_ip: bool) {
     assert!(
         has(&["\"source\":\"cell\""]),
         "{name}: no answer decided by the cell hint"
+    );
+    assert!(
+        has(&["\"source\":\"wifi\"", "\"territory\":\"DE\""]),
+        "{name}: no answer decided by the WiFi hint"
     );
     assert!(
         has(&["\"source\":\"ip\"", "\"territory\":\"FR\""]),
