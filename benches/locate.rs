@@ -21,7 +21,7 @@ use regiongate::decide::{Policy, Question, decide_with_evidence};
 use regiongate::license::{Tier, UseType};
 use regiongate::locate::cell::CellDb;
 use regiongate::locate::hints::{GpsLimits, Hints, check_cell, check_gps};
-use regiongate::locate::{self, ip::is_special, wifi};
+use regiongate::locate::{ip::is_special, wifi};
 use regiongate::privacy::ClientIp;
 use regiongate::{DataSource, Snapshot};
 use std::hint::black_box;
@@ -241,7 +241,7 @@ fn bench(c: &mut Criterion) {
                     cell: Some(hints[i]),
                     wifi: None,
                 };
-                let ev = locate::gather(&world, Some(&client), &hints);
+                let ev = regiongate::gate::gather(&world, Some(&client), &hints);
                 black_box(decide_with_evidence(&world, &policy, &q, &ev, now));
             }
         })
@@ -255,7 +255,7 @@ fn bench(c: &mut Criterion) {
                     cell: Some(hints[i]),
                     wifi: Some(scans[i].clone()),
                 };
-                let ev = locate::gather(&world, Some(&client), &hints);
+                let ev = regiongate::gate::gather(&world, Some(&client), &hints);
                 black_box(decide_with_evidence(&world, &policy, &q, &ev, now));
             }
         })

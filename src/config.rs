@@ -8,7 +8,7 @@ use crate::decide::Policy;
 use crate::locate::cidr::CidrSet;
 use crate::locate::forwarded::{ChainHeader, ClientAddressPolicy};
 use crate::locate::hints::GpsLimits;
-use crate::server::route::RoutePattern;
+use crate::route::RoutePattern;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -126,6 +126,39 @@ impl std::str::FromStr for LogFormat {
     }
 }
 
+/// Per-decision log lines (target `regiongate::decision`, level `info`): for debugging, never
+/// needed for the record (metrics and the aggregate report count every decision).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DecisionLog {
+    /// No line per decision (the default).
+    Off,
+    /// A line for every decision.
+    Full,
+    /// A line for one decision in N (per worker thread).
+    Sampled(std::num::NonZeroU32),
+}
+
+impl std::str::FromStr for DecisionLog {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("{s:?} is not off, full or 1/N (N from 1 to 1000000)");
+        match s {
+            "off" => Ok(DecisionLog::Off),
+            "full" => Ok(DecisionLog::Full),
+            _ => {
+                let n: u32 = s
+                    .strip_prefix("1/")
+                    .and_then(|n| n.parse().ok())
+                    .filter(|n| (1..=1_000_000).contains(n))
+                    .ok_or_else(bad)?;
+                std::num::NonZeroU32::new(n)
+                    .map(DecisionLog::Sampled)
+                    .ok_or_else(bad)
+            }
+        }
+    }
+}
+
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
@@ -135,6 +168,8 @@ struct RawConfig {
     watch: Option<bool>,
     log_format: Option<String>,
     log_client_ip: Option<bool>,
+    decision_log: Option<String>,
+    summary_interval_s: Option<u64>,
     connection_steering: Option<Steering>,
     mode: Option<Mode>,
     policy: Option<Policy>,
@@ -320,6 +355,10 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Log the client's truncated network (IPv4 /24, IPv6 /48) in decision logs.
     pub log_client_ip: bool,
+    /// Per-decision log lines: off (the default), every decision, or one in N.
+    pub decision_log: DecisionLog,
+    /// How often a summary line of the decisions made is logged; `None`: never.
+    pub summary_interval: Option<Duration>,
     /// How the public threads share connections.
     pub connection_steering: Steering,
     /// Front doors.
@@ -518,6 +557,20 @@ impl Config {
             .or(raw.log_format)
             .map_or(Ok(LogFormat::Text), |s| s.parse())
             .map_err(|e| err("log_format", e))?;
+        let decision_log = env("REGIONGATE_DECISION_LOG")
+            .or(raw.decision_log)
+            .map_or(Ok(DecisionLog::Off), |s| s.parse())
+            .map_err(|e| err("decision_log", e))?;
+        let summary_interval = match raw.summary_interval_s.unwrap_or(60) {
+            0 => None,
+            s if s > 86_400 => {
+                return Err(err(
+                    "summary_interval_s",
+                    "at most 86400 (a day); 0 turns it off",
+                ));
+            }
+            s => Some(Duration::from_secs(s)),
+        };
         let mode = match env("REGIONGATE_MODE") {
             Some(m) => match m.as_str() {
                 "authz" => Mode::Authz,
@@ -763,6 +816,8 @@ impl Config {
             watch: raw.watch.unwrap_or(true),
             log_format,
             log_client_ip: raw.log_client_ip.unwrap_or(false),
+            decision_log,
+            summary_interval,
             connection_steering: raw.connection_steering.unwrap_or(Steering::Auto),
             mode,
             policy,

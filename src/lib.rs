@@ -18,16 +18,19 @@
 //!   problems are [`problem::Problem`]s naming the file, the feature or deal, and the reason.
 //! * [`privacy`] holds the redacted types raw location data lives in.
 
-#![deny(unsafe_code)] // reviewed exceptions: snapshot::map_file (memory-mapped CSV files while a snapshot is built), snapshot::drop_pages (MADV_DONTNEED on read pages of such a mapping), snapshot::release_freed_memory (malloc_trim)
+#![deny(unsafe_code)] // reviewed exceptions: filemap::map_open_file (memory-mapped CSV files while a snapshot is built), filemap::drop_pages (MADV_DONTNEED on read pages of such a mapping), filemap::release_freed_memory (malloc_trim)
 
 pub mod config;
 pub mod decide;
 pub mod diff;
+pub mod filemap;
+pub mod gate;
 pub mod headers;
 pub mod license;
 pub mod locate;
 pub mod privacy;
 pub mod problem;
+pub mod route;
 pub mod server;
 pub mod snapshot;
 pub mod territory;

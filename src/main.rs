@@ -639,7 +639,8 @@ fn run_check(cli: &Cli, a: &CheckArgs) -> Result<u8, Exit> {
                 .transpose()
                 .map_err(|e| bad_input(anyhow::anyhow!("--wifi: {e}")))?;
             let client = a.ip.map(ClientIp::new);
-            let ev = locate::gather(&snap, client.as_ref(), &hints::Hints { gps, cell, wifi });
+            let ev =
+                regiongate::gate::gather(&snap, client.as_ref(), &hints::Hints { gps, cell, wifi });
             let d = decide_with_evidence(&snap, &policy, &q, &ev, now);
             (d, evidence_summary(&snap, &ev))
         }

@@ -19,6 +19,9 @@
 //! problems; nothing half-loaded is ever returned, so a failed reload leaves the old snapshot
 //! serving.
 
+use crate::filemap::{
+    FileBytes, PAGED_CHUNK, PagedReader, drop_pages, map_open_file, release_freed_memory,
+};
 use crate::license::{self, LicenseMap, bulk};
 use crate::locate::cell::{CellDb, MccTable};
 use crate::locate::cidr::CidrSet;
@@ -164,124 +167,9 @@ fn is_geometry(path: &str) -> bool {
     path.contains(".geojson")
 }
 
-/// The bytes of an input file: compiled in, read into memory, or memory-mapped.
-pub enum FileBytes {
-    /// Compiled into the binary.
-    Static(&'static [u8]),
-    /// Read into memory.
-    Owned(Vec<u8>),
-    /// Memory-mapped (CSV files while a snapshot is built; see `mapped`).
-    Mapped(memmap2::Mmap),
-}
-
-impl AsRef<[u8]> for FileBytes {
-    fn as_ref(&self) -> &[u8] {
-        match self {
-            FileBytes::Static(b) => b,
-            FileBytes::Owned(b) => b,
-            FileBytes::Mapped(m) => m,
-        }
-    }
-}
-
-impl std::ops::Deref for FileBytes {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        self.as_ref()
-    }
-}
-
-/// Gives the memory freed after building a snapshot back to the operating system. Loading
-/// allocates about three times what a snapshot keeps (the decompressed GeoJSON text, the
-/// parsed rings, per-thread build buffers), and glibc keeps freed pages in its arenas.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-#[allow(unsafe_code)]
-pub fn release_freed_memory() {
-    // SAFETY: malloc_trim only returns free heap pages to the kernel; it touches no live
-    // allocation and has no preconditions.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
-/// Gives freed memory back to the operating system (nothing to do on this platform).
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-pub fn release_freed_memory() {}
-
-/// Maps a file read-only.
-///
-/// # Safety argument
-/// `unsafe` is needed because another process could truncate the file while it is mapped,
-/// which would fault on access. Data updates must therefore replace files (write a new file,
-/// then rename it over the old one, or swap a directory symlink), which is what geoipupdate,
-/// editors' write-rename, `mv`, Kubernetes ConfigMap volumes and the object-storage sync in
-/// `deploy/` do; the old mapping keeps the old inode alive until the snapshot holding it is
-/// dropped. The mapping is never written through. A data directory maps only CSV files, and
-/// only while a snapshot is built (see `mapped`), which keeps the window for an in-place
-/// rewrite short.
-pub(crate) fn map_file(path: &Path) -> std::io::Result<memmap2::Mmap> {
-    map_open_file(&std::fs::File::open(path)?)
-}
-
-/// Maps an open file read-only (see [`map_file`]).
-#[allow(unsafe_code)]
-fn map_open_file(f: &std::fs::File) -> std::io::Result<memmap2::Mmap> {
-    // SAFETY: see the doc comment of map_file: files are replaced, never truncated in place,
-    // so the mapped bytes stay valid for the mapping's lifetime.
-    unsafe { memmap2::Mmap::map(f) }
-}
-
 struct Input {
     path: String,
     data: FileBytes,
-}
-
-/// Bytes read from a mapped file before its pages are given back.
-const PAGED_CHUNK: usize = 8 << 20;
-
-/// Gives back the resident pages of a range of a file mapping that has been read, so that a
-/// large CSV read once (hashed, then parsed) never holds more than a chunk of itself in
-/// memory: without this, a 80 MB catalogue stays resident, as file-backed pages of this
-/// process, until the snapshot build ends.
-#[allow(unsafe_code)]
-fn drop_pages(map: &memmap2::Mmap, offset: usize, len: usize) {
-    // SAFETY: the mapping is read-only and private, and its file is replaced, never changed in
-    // place (see `map_file`). MADV_DONTNEED on such a mapping only drops the page-table
-    // entries: a later read of the range faults the same bytes back in from the file, so
-    // every reference into the mapping keeps seeing the data it saw.
-    let dropped =
-        unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, offset, len) };
-    // Only a hint: if it fails, the pages stay resident until the mapping is dropped.
-    let _ = dropped;
-}
-
-/// Reads a mapped file front to back, giving its pages back every [`PAGED_CHUNK`] bytes.
-struct PagedReader<'a> {
-    map: &'a memmap2::Mmap,
-    pos: usize,
-    dropped: usize,
-}
-
-impl std::io::Read for PagedReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let rest = self.map.get(self.pos..).unwrap_or_default();
-        let n = rest.len().min(buf.len());
-        buf[..n].copy_from_slice(&rest[..n]);
-        self.pos += n;
-        if self.pos - self.dropped >= PAGED_CHUNK || self.pos == self.map.len() {
-            // Chunk boundaries are multiples of 8 MiB from the page-aligned start.
-            let end = if self.pos == self.map.len() {
-                self.pos
-            } else {
-                self.pos / PAGED_CHUNK * PAGED_CHUNK
-            };
-            if end > self.dropped {
-                drop_pages(self.map, self.dropped, end - self.dropped);
-                self.dropped = end;
-            }
-        }
-        Ok(n)
-    }
 }
 
 /// What the first pass over an input learns: its SHA-256 and, for a bulk licence CSV, how
@@ -915,11 +803,7 @@ fn load_licenses(
             {
                 match &i.data {
                     FileBytes::Mapped(m) => {
-                        let reader = PagedReader {
-                            map: m,
-                            pos: 0,
-                            dropped: 0,
-                        };
+                        let reader = PagedReader::new(m);
                         bulk::load_reader(&i.path, m.len(), reader, b, problems);
                     }
                     other => bulk::load(&i.path, other, b, problems),
@@ -973,29 +857,6 @@ mod tests {
             // header, A1, B22, A1 again, C, D
             assert_eq!(c.runs, 6, "split at {split}");
         }
-    }
-
-    #[test]
-    fn paged_reader_reads_a_mapped_file_whole() {
-        use std::io::Read;
-        let tmp = tempfile::tempdir().expect("tmp");
-        let path = tmp.path().join("big.csv");
-        let data: Vec<u8> = (0..PAGED_CHUNK * 2 + 12345)
-            .map(|i| (i % 251) as u8)
-            .collect();
-        std::fs::write(&path, &data).expect("write");
-        let map = map_file(&path).expect("map");
-        let mut back = Vec::new();
-        PagedReader {
-            map: &map,
-            pos: 0,
-            dropped: 0,
-        }
-        .read_to_end(&mut back)
-        .expect("read");
-        assert!(back == data, "the bytes read back differ");
-        // Pages given back fault in again with the same bytes.
-        assert!(map[..] == data[..]);
     }
 
     #[test]

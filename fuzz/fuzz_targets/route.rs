@@ -9,7 +9,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use regiongate::server::route::{RoutePattern, percent_decode};
+use regiongate::route::{RoutePattern, percent_decode};
 
 /// Percent-encodes everything but RFC 3986 unreserved characters (test-only printer).
 fn encode(s: &str) -> String {

@@ -12,8 +12,8 @@
 //! loopback, link-local, CGNAT, documentation and other special ranges never reach a database:
 //! they give no IP evidence.
 
+use crate::filemap::FileBytes;
 use crate::privacy::{ClientIp, GpsPoint};
-use crate::snapshot::FileBytes;
 use maxminddb::{MaxMindDbError, Reader, WithinOptions};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, Visitor};
@@ -286,7 +286,7 @@ impl IpDatabase {
     /// # Errors
     /// If the file cannot be read, is not a MaxMind DB, or has no known layout.
     pub fn open(path: &Path) -> Result<IpDatabase, IpDbError> {
-        IpDatabase::from_bytes(FileBytes::Mapped(crate::snapshot::map_file(path)?))
+        IpDatabase::from_bytes(FileBytes::Mapped(crate::filemap::map_file(path)?))
     }
 
     /// Opens a database from bytes (embedded data, tests).

@@ -17,8 +17,7 @@ pub mod hints;
 pub mod ip;
 pub mod wifi;
 
-use crate::privacy::{ClientIp, GpsPoint};
-use crate::snapshot::Snapshot;
+use crate::privacy::GpsPoint;
 use crate::territory::TerritoryId;
 pub use cell::{CellCountries, CellFix};
 pub use hints::{FixKind, GpsHint, Hints};
@@ -76,72 +75,4 @@ pub struct Evidence {
     pub wifi: Option<WifiEvidence>,
     /// Client-claimed: the serving cell.
     pub cell: Option<CellEvidence>,
-}
-
-/// Looks up the evidence for a client address and hints in a snapshot. A database error on a
-/// corrupt record counts as no IP evidence (the decision then follows the policy for missing
-/// evidence) rather than failing the request.
-///
-/// An on-device fix of kind [`FixKind::Wifi`] is WiFi evidence, not GPS. When the device sent
-/// both its own WiFi fix and the access points it saw, the tighter of the two is kept. Access
-/// points give evidence only when the snapshot has an access-point database and at least two
-/// known access points agree ([`wifi::estimate`]).
-pub fn gather(s: &Snapshot, client: Option<&ClientIp>, hints: &Hints) -> Evidence {
-    let ip = client.and_then(|c| ip_evidence(s, c));
-    let cell = hints.cell.as_ref().and_then(|h| {
-        let countries = s.mcc.countries(h);
-        let fix = s.cells.as_ref().and_then(|db| db.fix(h));
-        (!countries.is_empty() || fix.is_some()).then_some(CellEvidence { countries, fix })
-    });
-    let (gps, device_wifi) = match hints.gps {
-        Some(g) if g.kind == FixKind::Wifi => (
-            None,
-            Some(WifiEvidence {
-                point: g.point,
-                accuracy_m: g.accuracy_m,
-                origin: WifiOrigin::Device,
-            }),
-        ),
-        g => (g, None),
-    };
-    let scanned = hints
-        .wifi
-        .as_ref()
-        .zip(s.aps.as_deref())
-        .and_then(|(scan, db)| wifi::estimate(db, scan))
-        .map(|f| WifiEvidence {
-            point: f.point,
-            accuracy_m: f.radius_m,
-            origin: WifiOrigin::Scan,
-        });
-    let wifi = match (device_wifi, scanned) {
-        (Some(d), Some(w)) => Some(if w.accuracy_m < d.accuracy_m { w } else { d }),
-        (d, w) => d.or(w),
-    };
-    Evidence {
-        ip,
-        gps,
-        wifi,
-        cell,
-    }
-}
-
-fn ip_evidence(s: &Snapshot, c: &ClientIp) -> Option<IpEvidence> {
-    let mut flags = s
-        .anonymizer
-        .as_ref()
-        .and_then(|db| db.anon_flags(c).ok())
-        .unwrap_or_default();
-    flags.operator_list = s.vpn_ranges.contains(c.addr());
-    let rec = s.ip.as_ref().and_then(|db| db.lookup(c).ok().flatten());
-    let country = rec.and_then(|r| r.country_str().and_then(|cc| s.territories.id(cc)));
-    let point = rec.and_then(|r| {
-        r.point
-            .map(|p| (p, r.accuracy_km.unwrap_or(100.0) * 1000.0))
-    });
-    (country.is_some() || point.is_some() || flags.any()).then_some(IpEvidence {
-        country,
-        point,
-        flags,
-    })
 }

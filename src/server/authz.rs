@@ -17,11 +17,11 @@
 //! trusted proxies only.
 
 use super::metrics::Door;
-use super::route::match_routes;
 use super::{App, Body, empty, full, json_response};
 use crate::config::Unmatched;
 use crate::decide::{Reason, Verdict};
 use crate::headers::HeaderLines;
+use crate::route::match_routes;
 use crate::snapshot::Snapshot;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -390,7 +390,7 @@ pub(super) fn judge<'s, H: HeaderLines + ?Sized>(
             Unmatched::Deny => answer(cfg.deny_status, "deny", "not_a_track_route", None),
         };
     };
-    let d = match super::decide_cdn_at(app, snap, Door::Authz, peer, req.headers, &m, now) {
+    let d = match super::decide_cdn(app, snap, Door::Authz, peer, req.headers, &m, now) {
         Ok(d) => d,
         Err(reason) => return answer(cfg.deny_status, "deny", reason, None),
     };

@@ -12,40 +12,54 @@ use prometheus::{
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
-/// The front door a request came through.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Door {
-    /// `GET /v1/tracks/{id}/playability`, `POST /v1/playability`.
-    Preflight,
-    /// `GET /v1/territory`.
-    Territory,
-    /// Auth subrequests.
-    Authz,
-    /// Reverse proxy.
-    Proxy,
-    /// Anything else (404s, bad requests before routing).
-    Other,
+pub use crate::gate::Door;
+
+/// Decision counts by door and verdict ([`Metrics::decision_totals`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DecisionTotals {
+    counts: [[u64; Verdict::ALL.len()]; Door::ALL.len()],
 }
 
-impl Door {
-    /// Every door, in declaration order (`door as usize` indexes it).
-    pub const ALL: [Door; 5] = [
-        Door::Preflight,
-        Door::Territory,
-        Door::Authz,
-        Door::Proxy,
-        Door::Other,
-    ];
+impl DecisionTotals {
+    /// The decisions of `door` with `verdict`.
+    pub fn get(&self, door: Door, verdict: Verdict) -> u64 {
+        self.counts[door as usize][verdict as usize]
+    }
 
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Door::Preflight => "preflight",
-            Door::Territory => "territory",
-            Door::Authz => "authz",
-            Door::Proxy => "proxy",
-            Door::Other => "other",
+    /// Every decision.
+    pub fn total(&self) -> u64 {
+        self.counts.iter().flatten().sum()
+    }
+
+    /// What was counted since `earlier` (a later reading minus an earlier one).
+    pub fn since(&self, earlier: &DecisionTotals) -> DecisionTotals {
+        let mut d = *self;
+        for (row, old) in d.counts.iter_mut().zip(&earlier.counts) {
+            for (n, o) in row.iter_mut().zip(old) {
+                *n = n.saturating_sub(*o);
+            }
         }
+        d
+    }
+
+    /// Logs the summary line of these counts (target `regiongate::summary`, level `info`):
+    /// totals per verdict and per door, no track, territory or client.
+    pub fn log(&self, seconds: u64, data_version: &str) {
+        let verdict = |v| Door::ALL.iter().map(|&d| self.get(d, v)).sum::<u64>();
+        let door = |d| Verdict::ALL.iter().map(|&v| self.get(d, v)).sum::<u64>();
+        tracing::info!(
+            target: "regiongate::summary",
+            seconds,
+            decisions = self.total(),
+            allow = verdict(Verdict::Allow),
+            deny = verdict(Verdict::Deny),
+            need_precise_location = verdict(Verdict::NeedPreciseLocation),
+            preflight = door(Door::Preflight),
+            authz = door(Door::Authz),
+            proxy = door(Door::Proxy),
+            data_version,
+            "decisions since the last summary"
+        );
     }
 }
 
@@ -435,6 +449,20 @@ impl Metrics {
     /// Counts a decision.
     pub fn decision(&self, door: Door, d: &Decision) {
         self.hot.decision(door, d);
+    }
+
+    /// Decisions made so far, by door and verdict (summed over reasons and sources).
+    pub fn decision_totals(&self) -> DecisionTotals {
+        let mut t = DecisionTotals::default();
+        let per_door = Verdict::ALL.len() * Reason::ALL.len() * Source::ALL.len();
+        let per_verdict = Reason::ALL.len() * Source::ALL.len();
+        for i in 0..DECISION_CELLS {
+            let n = self.hot.decision_total(i);
+            if n > 0 {
+                t.counts[i / per_door][i % per_door / per_verdict] += n;
+            }
+        }
+        t
     }
 
     /// Records a request's handling time.

@@ -19,25 +19,21 @@ pub mod preflight;
 pub mod proxy;
 pub mod reload;
 pub mod report;
-pub mod route;
 pub mod shed;
 
 use crate::config::{Config, Steering};
-use crate::decide::{Decision, Verdict, decide_with_evidence};
+use crate::decide::{Decision, Verdict};
+use crate::gate::{self, Door, Extracted, Gate, Record};
 use crate::headers::HeaderLines;
-use crate::locate::hints::{self, HintError, Hints};
-use crate::locate::wifi;
-use crate::locate::{self, Evidence};
-use crate::privacy::{ClientIp, truncate_ip};
 use crate::snapshot::Snapshot;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, header};
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Empty, Full, combinators::BoxBody};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use metrics::{Door, Metrics};
+use metrics::Metrics;
 use serde_json::json;
 use std::cell::{Cell, RefCell};
 use std::convert::Infallible;
@@ -56,9 +52,6 @@ pub type Body = BoxBody<Bytes, BoxError>;
 pub const VERSION_HEADER: &str = "x-regiongate-version";
 
 const VERSION: HeaderName = HeaderName::from_static(VERSION_HEADER);
-const GEO_HINT: HeaderName = HeaderName::from_static("geo-hint");
-const WIFI_HINT: HeaderName = HeaderName::from_static("wifi-hint");
-const CELL_HINT: HeaderName = HeaderName::from_static("cell-hint");
 
 thread_local! {
     /// The version header value of the snapshot this worker thread served last, with the
@@ -154,12 +147,29 @@ impl App {
         self.snapshot.store(Arc::new(snapshot));
     }
 
+    /// The shared request pipeline, recording into this service's metrics and report.
+    pub fn gate(&self) -> Gate<'_> {
+        Gate {
+            config: &self.config,
+            record: self,
+        }
+    }
+
     /// Writes the aggregate report table if its hour is over (or `force`).
     pub fn flush_report(&self, snap: &Snapshot, force: bool) {
         if let Some(r) = &self.report
             && let Err(e) = r.flush(snap, Utc::now(), force)
         {
             tracing::error!(error = %e, "cannot write the decision report");
+        }
+    }
+}
+
+impl Record for App {
+    fn decision(&self, door: Door, snap: &Snapshot, d: &Decision) {
+        self.metrics.decision(door, d);
+        if let Some(r) = &self.report {
+            r.count(snap, d);
         }
     }
 }
@@ -195,186 +205,41 @@ pub fn bad_request(field: &str, reason: &str) -> Response<Body> {
     )
 }
 
-/// Reads the hint headers (`Geo-Hint`, `Cell-Hint`, `Wifi-Hint`). A bad hint is an error
-/// naming the header and field.
-pub fn header_hints<H: HeaderLines + ?Sized>(
-    headers: &H,
-    now: DateTime<Utc>,
-    app: &App,
-) -> Result<Hints, (String, HintError)> {
-    let one = |name: &HeaderName| -> Result<Option<&str>, (String, HintError)> {
-        let mut values = headers.values_named(name);
-        let Some(v) = values.next() else {
-            return Ok(None);
-        };
-        if values.next().is_some() {
-            return Err((name.as_str().to_owned(), HintError::Repeated("header")));
-        }
-        crate::headers::visible_ascii(v)
-            .map(Some)
-            .ok_or_else(|| (name.as_str().to_owned(), HintError::Syntax))
-    };
-    let gps = one(&GEO_HINT)?
-        .map(|s| hints::parse_gps(s, now.timestamp(), &app.config.gps))
-        .transpose()
-        .map_err(|e| (GEO_HINT.as_str().to_owned(), e))?;
-    let cell = one(&CELL_HINT)?
-        .map(hints::parse_cell)
-        .transpose()
-        .map_err(|e| (CELL_HINT.as_str().to_owned(), e))?;
-    let wifi = one(&WIFI_HINT)?
-        .map(wifi::parse_wifi_hint)
-        .transpose()
-        .map_err(|e| (WIFI_HINT.as_str().to_owned(), e))?;
-    Ok(Hints { gps, cell, wifi })
-}
-
-/// The evidence of a request: the client address (trusted proxies applied) and the hints.
-pub fn evidence<H: HeaderLines + ?Sized>(
-    app: &App,
-    snap: &Snapshot,
-    peer: SocketAddr,
-    headers: &H,
-    hints: &Hints,
-) -> (Evidence, Option<ClientIp>) {
-    let client = app.config.client.client(peer.ip(), headers);
-    (locate::gather(snap, client.as_ref(), hints), client)
-}
-
-/// Use type and tier of a CDN request: the route's `{use}` / `{tier}` captures (the operator
-/// put them in the media URL, which the CDN signs), else the CDN's headers, believed only from
-/// a trusted proxy (a listener could send them too), else the defaults. Never the query string.
-///
-/// # Errors
-/// The reason to deny with, for a value that does not parse.
-pub fn cdn_use_tier<H: HeaderLines + ?Sized>(
-    app: &App,
-    peer: SocketAddr,
-    headers: &H,
-    m: &route::RouteMatch<'_>,
-) -> Result<(crate::license::UseType, crate::license::Tier), &'static str> {
-    let cfg = &app.config.authz;
-    // Only asked when the route lacks a capture (most routes lack both).
-    let trusted = (m.use_type.is_none() || m.tier.is_none())
-        && app.config.client.trusted_proxies.contains(peer.ip());
-    let header = |h: &HeaderName| {
-        if trusted { headers.first_str(h) } else { None }
-    };
-    let use_type = match m
-        .use_type
-        .as_deref()
-        .or_else(|| header(&cfg.use_header))
-        .map(str::parse)
-    {
-        None => cfg.default_use,
-        Some(Ok(u)) => u,
-        Some(Err(_)) => return Err("bad_use"),
-    };
-    let tier = match m
-        .tier
-        .as_deref()
-        .or_else(|| header(&cfg.tier_header))
-        .map(str::parse)
-    {
-        None => cfg.default_tier,
-        Some(Ok(t)) => t,
-        Some(Err(_)) => return Err("bad_tier"),
-    };
-    Ok((use_type, tier))
-}
-
-/// Decides a CDN request (auth subrequest or proxied media request) for a matched route:
-/// use and tier per [`cdn_use_tier`], hints from headers (a malformed hint is ignored: the
-/// CDN cannot act on a 400), the client through trusted proxies.
+/// Decides a CDN request (auth subrequest or proxied media request) for a matched route, at
+/// `now`: use and tier per [`gate::cdn_use_tier`], hints from headers (a malformed hint is
+/// ignored: the CDN cannot act on a 400), the client through trusted proxies.
 ///
 /// # Errors
 /// The reason to deny with, for a use or tier that does not parse.
-pub fn decide_cdn(
-    app: &App,
-    snap: &Snapshot,
-    door: Door,
-    peer: SocketAddr,
-    headers: &HeaderMap,
-    m: &route::RouteMatch<'_>,
-) -> Result<Decision, &'static str> {
-    decide_cdn_at(app, snap, door, peer, headers, m, Utc::now())
-}
-
-/// [`decide_cdn`] at the time `now`.
-///
-/// # Errors
-/// The reason to deny with, for a use or tier that does not parse.
-pub fn decide_cdn_at<H: HeaderLines + ?Sized>(
+pub fn decide_cdn<H: HeaderLines + ?Sized>(
     app: &App,
     snap: &Snapshot,
     door: Door,
     peer: SocketAddr,
     headers: &H,
-    m: &route::RouteMatch<'_>,
+    m: &crate::route::RouteMatch<'_>,
     now: DateTime<Utc>,
 ) -> Result<Decision, &'static str> {
-    let (use_type, tier) = cdn_use_tier(app, peer, headers, m)?;
-    let hints = header_hints(headers, now, app).unwrap_or_default();
-    let (ev, client) = evidence(app, snap, peer, headers, &hints);
+    let config = &app.config;
+    let (use_type, tier) = gate::cdn_use_tier(
+        config,
+        peer,
+        headers,
+        m.use_type.as_deref(),
+        m.tier.as_deref(),
+    )?;
+    let x = Extracted {
+        door,
+        client: gate::client(config, peer, headers),
+        hints: gate::header_hints(headers, now, config).unwrap_or_default(),
+        now,
+    };
     let q = crate::decide::Question {
         track: m.track.as_ref(),
         use_type,
         tier,
     };
-    Ok(decide_and_record(
-        app,
-        snap,
-        door,
-        &q,
-        &ev,
-        client.as_ref(),
-        now,
-    ))
-}
-
-/// Decides and records (metric and decision log line; the client network only when the
-/// operator turned IP logging on, truncated).
-pub fn decide_and_record(
-    app: &App,
-    snap: &Snapshot,
-    door: Door,
-    q: &crate::decide::Question<'_>,
-    ev: &Evidence,
-    client: Option<&ClientIp>,
-    now: DateTime<Utc>,
-) -> Decision {
-    // The line's fields (and the clock reads for decide_us) only when it is written.
-    let log = tracing::enabled!(target: "regiongate::decision", tracing::Level::INFO);
-    let started = log.then(Instant::now);
-    let d = decide_with_evidence(snap, &app.config.policy, q, ev, now);
-    app.metrics.decision(door, &d);
-    if let Some(r) = &app.report {
-        r.count(snap, &d);
-    }
-    let Some(started) = started else {
-        return d;
-    };
-    let territory = d.territory.map(|t| snap.territories.code(t));
-    let client_net = if app.config.log_client_ip {
-        client.map(truncate_ip)
-    } else {
-        None
-    };
-    tracing::info!(
-        target: "regiongate::decision",
-        door = door.as_str(),
-        track = q.track,
-        use_type = q.use_type.as_str(),
-        tier = q.tier.as_str(),
-        decision = d.verdict.as_str(),
-        reason = d.reason.as_str(),
-        territory = territory.unwrap_or(""),
-        source = d.source.as_str(),
-        data_version = %snap.version,
-        decide_us = started.elapsed().as_micros() as u64,
-        client_net = client_net.as_deref().unwrap_or(""),
-    );
-    d
+    Ok(app.gate().pass(snap, x, &q))
 }
 
 /// The JSON form of a decision: territory codes and source kind only (`touched`, the
@@ -831,6 +696,33 @@ async fn serve(
             }
         });
     }
+    // The summary line: what was decided since the last one (instead of a line per decision).
+    let summary = app.config.summary_interval.map(|every| {
+        let app = app.clone();
+        let (last_tx, mut last_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            let mut last = app.metrics.decision_totals();
+            let mut since = Instant::now();
+            loop {
+                let stopping = tokio::select! {
+                    _ = tick.tick() => false,
+                    _ = &mut last_rx => true,
+                };
+                let now = app.metrics.decision_totals();
+                let new = now.since(&last);
+                if new.total() > 0 {
+                    new.log(since.elapsed().as_secs(), &app.snapshot.load().version);
+                }
+                (last, since) = (now, Instant::now());
+                if stopping {
+                    return;
+                }
+            }
+        });
+        (last_tx, task)
+    });
     shutdown.await;
     let _ = stop.send(true);
     tracing::info!(
@@ -843,6 +735,11 @@ async fn serve(
     }
     if !drained {
         tracing::warn!("grace period over: closing the remaining connections");
+    }
+    if let Some((last, task)) = summary {
+        // Its last line covers the requests up to the end of draining.
+        let _ = last.send(());
+        let _ = task.await;
     }
     Ok(())
 }

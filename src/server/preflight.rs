@@ -9,15 +9,13 @@
 //! Answers carry `Cache-Control: private, max-age=N`: they depend on the client, so shared
 //! caches must not keep them. Responses name territories and evidence kinds only.
 
-use super::metrics::Door;
-use super::route::percent_decode;
-use super::{
-    App, Body, bad_request, decide_and_record, decision_json, evidence, header_hints, json_response,
-};
+use super::{App, Body, bad_request, decision_json, json_response};
 use crate::decide::{Decision, Question, resolve_territory};
+use crate::gate::{self, Case, Door, Extracted};
 use crate::license::{Tier, UseType};
 use crate::locate::hints::{self, FixKind, Hints};
 use crate::locate::wifi;
+use crate::route::percent_decode;
 use crate::snapshot::Snapshot;
 use chrono::{DateTime, Utc};
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
@@ -116,17 +114,22 @@ pub fn get(
         Err(r) => return r,
     };
     let now = Utc::now();
-    let hints = match header_hints(req.headers(), now, app) {
+    let hints = match gate::header_hints(req.headers(), now, &app.config) {
         Ok(h) => h,
         Err((header, e)) => return bad_request(&header, &e.to_string()),
     };
-    let (ev, client) = evidence(app, snap, peer, req.headers(), &hints);
+    let x = Extracted {
+        door: Door::Preflight,
+        client: gate::client(&app.config, peer, req.headers()),
+        hints,
+        now,
+    };
     let q = Question {
         track: &track,
         use_type,
         tier,
     };
-    let d = decide_and_record(app, snap, Door::Preflight, &q, &ev, client.as_ref(), now);
+    let d = app.gate().pass(snap, x, &q);
     let until = valid_until(app, &d, now);
     with_cache(
         json_response(StatusCode::OK, &decision_json(snap, &track, &d, until)),
@@ -294,12 +297,21 @@ pub async fn post(
             };
             Hints { gps, cell, wifi }
         }
-        None => match header_hints(&parts.headers, now, app) {
+        None => match gate::header_hints(&parts.headers, now, &app.config) {
             Ok(h) => h,
             Err((header, e)) => return bad_request(&header, &e.to_string()),
         },
     };
-    let (ev, client) = evidence(app, snap, peer, &parts.headers, &hints);
+    let gate = app.gate();
+    let case = Case::gather(
+        snap,
+        Extracted {
+            door: Door::Preflight,
+            client: gate::client(&app.config, peer, &parts.headers),
+            hints,
+            now,
+        },
+    );
     let mut out = Vec::with_capacity(body.tracks.len());
     let mut min_age = i64::MAX;
     for (i, item) in body.tracks.iter().enumerate() {
@@ -330,7 +342,7 @@ pub async fn post(
             use_type,
             tier,
         };
-        let d = decide_and_record(app, snap, Door::Preflight, &q, &ev, client.as_ref(), now);
+        let d = gate.decide(snap, &case, &q);
         let until = valid_until(app, &d, now);
         min_age = min_age.min((until - now).num_seconds());
         out.push(decision_json(snap, track, &d, until));
@@ -352,11 +364,12 @@ pub fn territory(
         return json_response(StatusCode::METHOD_NOT_ALLOWED, &json!({"error": "use GET"}));
     }
     let now = Utc::now();
-    let hints = match header_hints(req.headers(), now, app) {
+    let hints = match gate::header_hints(req.headers(), now, &app.config) {
         Ok(h) => h,
         Err((header, e)) => return bad_request(&header, &e.to_string()),
     };
-    let (ev, _) = evidence(app, snap, peer, req.headers(), &hints);
+    let client = gate::client(&app.config, peer, req.headers());
+    let ev = gate::gather(snap, client.as_ref(), &hints);
     let (t, source, basis) = resolve_territory(snap, &app.config.policy, &ev);
     let body = json!({
         "territory": t.map(|t| snap.territories.code(t)),

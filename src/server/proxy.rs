@@ -15,10 +15,10 @@
 //! `-Port` are passed on only from trusted proxies, like the address chain.
 
 use super::metrics::{Door, UpstreamError};
-use super::route::match_routes;
 use super::{App, Body, BoxError, json_response};
 use crate::config::{ProxyConfig, Unmatched};
 use crate::decide::Verdict;
+use crate::route::match_routes;
 use crate::snapshot::Snapshot;
 use bytes::Bytes;
 use http::header::{self, HeaderName};
@@ -174,7 +174,15 @@ pub async fn handle(
         }
         None => {}
         Some(m) => {
-            let d = match super::decide_cdn(app, snap, Door::Proxy, peer, req.headers(), &m) {
+            let d = match super::decide_cdn(
+                app,
+                snap,
+                Door::Proxy,
+                peer,
+                req.headers(),
+                &m,
+                chrono::Utc::now(),
+            ) {
                 Ok(d) => d,
                 Err(reason) => return (Door::Proxy, blocked(&up.cfg, head, "deny", reason, None)),
             };

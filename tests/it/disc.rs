@@ -386,7 +386,7 @@ mod decisions {
         decide_with_evidence,
     };
     use regiongate::license::{Tier, UseType};
-    use regiongate::locate::{self, hints};
+    use regiongate::locate::hints;
     use regiongate::privacy::ClientIp;
     use std::sync::OnceLock;
 
@@ -507,7 +507,7 @@ mod decisions {
             cell,
             wifi: None,
         };
-        let ev = locate::gather(s, client.as_ref(), &hints);
+        let ev = regiongate::gate::gather(s, client.as_ref(), &hints);
         let q = Question {
             track,
             use_type: UseType::OnDemandStream,

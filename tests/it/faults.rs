@@ -657,8 +657,8 @@ fn noise(n: usize) -> Vec<u8> {
 /// a full check finds before clients do.
 fn damaged_inside(db: &[u8]) -> Vec<u8> {
     use maxminddb::Reader;
+    use regiongate::filemap::FileBytes;
     use regiongate::locate::ip::IpDatabase;
-    use regiongate::snapshot::FileBytes;
     let answers = |r: &Reader<&[u8]>, ip: &str| {
         r.lookup(ip.parse().expect("address"))
             .and_then(|l| l.decode::<serde::de::IgnoredAny>())

@@ -1594,6 +1594,8 @@ async fn run(name: &'static str, json_logs: bool, log_client_ip: bool) -> RunRes
 admin_listen = "127.0.0.1:0"
 log_format = "{}"
 log_client_ip = {log_client_ip}
+decision_log = "full"
+summary_interval_s = 1
 mode = "proxy"
 watch = true
 

@@ -11,8 +11,8 @@ use regiongate::decide::{
 };
 use regiongate::license::{Tier, UseType};
 use regiongate::locate::hints::{FixKind, GpsLimits, Hints, check_cell, check_fix, check_gps};
+use regiongate::locate::ip::Layout;
 use regiongate::locate::wifi::parse_wifi_hint;
-use regiongate::locate::{self, ip::Layout};
 use regiongate::privacy::ClientIp;
 use std::net::IpAddr;
 use std::sync::OnceLock;
@@ -178,7 +178,7 @@ fn ask(s: &Snapshot, policy: &Policy, a: &Ask<'_>) -> (Verdict, Reason, Source) 
         cell,
         wifi: a.wifi.map(|w| parse_wifi_hint(w).expect("wifi hint")),
     };
-    let ev = locate::gather(s, client.as_ref(), &hints);
+    let ev = regiongate::gate::gather(s, client.as_ref(), &hints);
     let q = Question {
         track: "T1",
         use_type: UseType::OnDemandStream,
@@ -793,7 +793,7 @@ fn questions_without_location_need_no_evidence() {
         tier: Tier::Free,
     };
     let client = ClientIp::new("81.0.0.7".parse().expect("ip"));
-    let ev = locate::gather(s, Some(&client), &Hints::default());
+    let ev = regiongate::gate::gather(s, Some(&client), &Hints::default());
     let d = decide_with_evidence(s, &Policy::default(), &q, &ev, now);
     assert_eq!(
         (d.verdict, d.reason, d.source, d.territory),

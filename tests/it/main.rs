@@ -9,6 +9,7 @@ mod leak;
 mod licenses;
 mod locate;
 mod nginx;
+mod record;
 mod reload;
 mod server;
 mod sync;
