@@ -383,7 +383,7 @@ mod tests {
 
     #[test]
     fn every_decision_is_recorded_once_with_its_door() {
-        let snap = Snapshot::load(&crate::DataSource::Embedded).expect("embedded data");
+        let snap = Snapshot::load(&crate::snapshot::DataSource::Embedded).expect("embedded data");
         let cfg = config(DecisionLog::Off);
         let counted = Counted::default();
         let gate = Gate {

@@ -1,0 +1,126 @@
+//! The library's modules form layers along the request's path, and a module uses only its own
+//! layer's neighbours and the layers below it: no import upwards, so no circle. Read from the
+//! sources: every `crate::NAME` outside comments in `src/` (the binary, `src/main.rs`, sits on
+//! top and may use anything).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Bottom to top. Modules in one layer may use each other.
+const LAYERS: &[&[&str]] = &[
+    &["privacy", "problem", "headers", "filemap"],
+    &["territory"],
+    &["license"],
+    &["locate"],
+    &["snapshot"],
+    &["decide", "diff"],
+    &["route"],
+    &["config"],
+    &["gate"],
+    &["server"],
+];
+
+fn layer_of(module: &str) -> Option<usize> {
+    LAYERS.iter().position(|l| l.contains(&module))
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).expect("read src") {
+        let p = e.expect("entry").path();
+        if p.is_dir() {
+            rust_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+/// The top-level module a file of `src/` belongs to (`src/locate/ip.rs` -> `locate`).
+fn module_of(src: &Path, file: &Path) -> String {
+    let rel = file.strip_prefix(src).expect("under src");
+    let first = rel.components().next().expect("a component");
+    let name = first.as_os_str().to_string_lossy();
+    name.strip_suffix(".rs").unwrap_or(&name).to_owned()
+}
+
+/// The `crate::NAME` references of a source text, comments (`//`) left out.
+fn crate_refs(text: &str) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let code = line.split("//").next().unwrap_or("");
+        let mut rest = code;
+        while let Some(at) = rest.find("crate::") {
+            let after = &rest[at + "crate::".len()..];
+            let name: String = after
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            // A grouped `crate::{a, b}` would hide its names from this check.
+            assert!(
+                !after.starts_with('{'),
+                "line {}: use crate::{{...}} groups: name each module on its own",
+                n + 1
+            );
+            out.push((n + 1, name));
+            rest = after;
+        }
+    }
+    out
+}
+
+#[test]
+fn no_module_imports_one_above_it() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    files.sort();
+    let mut upward = Vec::new();
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    for f in &files {
+        let module = module_of(&src, f);
+        if module == "main" || module == "lib" {
+            continue;
+        }
+        let Some(own) = layer_of(&module) else {
+            panic!("{}: module {module} is in no layer of LAYERS", f.display());
+        };
+        let text = std::fs::read_to_string(f).expect("source");
+        for (line, used) in crate_refs(&text) {
+            if used == module {
+                continue;
+            }
+            *seen.entry(used.clone()).or_default() += 1;
+            let Some(theirs) = layer_of(&used) else {
+                panic!("{}:{line}: crate::{used} is in no layer", f.display());
+            };
+            if theirs > own {
+                upward.push(format!(
+                    "{}:{line}: {module} (layer {own}) uses {used} (layer {theirs})",
+                    f.display()
+                ));
+            }
+        }
+    }
+    assert!(upward.is_empty(), "imports upwards:\n{}", upward.join("\n"));
+    // The check saw the imports it is about (a parser that finds nothing passes anything).
+    for m in [
+        "snapshot", "decide", "gate", "config", "locate", "filemap", "route",
+    ] {
+        assert!(seen.contains_key(m), "no crate::{m} found: {seen:?}");
+    }
+}
+
+#[test]
+fn the_reader_sees_what_it_should() {
+    let text = "use crate::snapshot::Snapshot;\n// crate::server in a comment\n\
+                let x = crate::gate::gather(a, crate::decide::X);\n";
+    let refs = crate_refs(text);
+    assert_eq!(
+        refs,
+        vec![
+            (1, "snapshot".to_owned()),
+            (3, "gate".to_owned()),
+            (3, "decide".to_owned())
+        ]
+    );
+}
