@@ -18,7 +18,7 @@
 //! wrk runs ended with 32 and 32 connections on their threads' CPUs, 126-153k req/s, p99
 //! 0.63-2.3 ms, where steering alone gave 64 on one shard in 4 of 6 runs (84-89k req/s).
 
-use super::OpenConnection;
+use super::listen::OpenConnection;
 use std::net::SocketAddr;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
