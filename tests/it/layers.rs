@@ -124,3 +124,38 @@ fn the_reader_sees_what_it_should() {
         ]
     );
 }
+
+/// The longest a source file of the library, the binary or the benches may be without a
+/// reason written in its first ten lines (the integration tests are not held to it).
+const MAX_LINES: usize = 800;
+
+#[test]
+fn no_source_file_is_over_800_lines_without_a_reason() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    for dir in ["src", "benches"] {
+        rust_files(&root.join(dir), &mut files);
+    }
+    let mut long = Vec::new();
+    for f in &files {
+        let text = std::fs::read_to_string(f).expect("source");
+        let lines = text.lines().count();
+        let reason = text
+            .lines()
+            .take(10)
+            .any(|l| l.contains("over 800 lines because"));
+        if lines > MAX_LINES && !reason {
+            long.push(format!("{}: {lines} lines", f.display()));
+        }
+    }
+    assert!(
+        long.is_empty(),
+        "over {MAX_LINES} lines with no \"over 800 lines because\" in the first ten:\n{}",
+        long.join("\n")
+    );
+    assert!(files.len() > 40, "found only {} files", files.len());
+    assert!(
+        files.iter().any(|f| f.ends_with("src/gate.rs")),
+        "the walk missed src/gate.rs"
+    );
+}
