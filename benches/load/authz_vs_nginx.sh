@@ -9,11 +9,12 @@
 #
 # Runs, each after a short warm-up:
 #   nginx-geoip2     the nginx gate (access log off)
-#   regiongate-ip    regiongate, client address only (RUST_LOG=warn: no decision log lines)
+#   regiongate-ip    regiongate, client address only (RUST_LOG=warn: warnings and errors only)
 #   regiongate-gps   the same with a fresh Geo-Hint on every request (acc=25: the disc query)
 #   regiongate-wifi  the same with a Wifi-Hint of three access points instead (estimate + disc)
-#   regiongate-log   regiongate, address only, with its default decision log (RUST_LOG=info,
-#                    one line per request, to a file)
+#   regiongate-default  regiongate, address only, as it runs by default: RUST_LOG=info and the
+#                    default record (start-up, reload and summary lines, no line per decision)
+#   regiongate-fulllog  the same with decision_log = "full" (a line per decision, to a file)
 # and the client's preflight call (GET /v1/tracks/QZNW52400010/playability, 200 either way):
 #   nginx-preflight  the nginx gate's equivalent location (address only)
 #   preflight-ip     regiongate, address only
@@ -151,14 +152,21 @@ sed -e "s|__LISTEN__|$NGINX_LISTEN|" \
     -g "daemon off; pid $WORK/nginx/nginx.pid;" 2>"$WORK/nginx/stderr" &
 NGINX_PID=$!
 
-{
-    [ -n "$STEERING" ] && echo "connection_steering = \"$STEERING\""
-    printf '[client]\ntrusted_proxies = ["127.0.0.1/32"]\n'
-} >"$WORK/regiongate.toml"
+write_config() {
+    # $1: file, $2: extra top-level lines (before the [client] table)
+    {
+        [ -n "$STEERING" ] && echo "connection_steering = \"$STEERING\""
+        [ -n "$2" ] && echo "$2"
+        printf '[client]\ntrusted_proxies = ["127.0.0.1/32"]\n'
+    } >"$1"
+}
+write_config "$WORK/regiongate.toml" ""
+write_config "$WORK/regiongate-fulllog.toml" 'decision_log = "full"'
 
 start_regiongate() {
-    # $1: RUST_LOG level, $2: log file, $3: binary (default: this tree's release build)
-    RUST_LOG=$1 "${SERVER_CPU[@]}" "${3:-$BIN}" serve --config "$WORK/regiongate.toml" \
+    # $1: RUST_LOG level, $2: log file, $3: binary (default: this tree's release build),
+    # $4: config file (default: $WORK/regiongate.toml)
+    RUST_LOG=$1 "${SERVER_CPU[@]}" "${3:-$BIN}" serve --config "${4:-$WORK/regiongate.toml}" \
         --listen "127.0.0.1:$RG_PORT" --admin-listen "127.0.0.1:$RG_ADMIN_PORT" 2>"$2" &
     RG_PID=$!
     wait_http "http://127.0.0.1:$RG_ADMIN_PORT/readyz" regiongate 200
@@ -244,11 +252,15 @@ for round in $(seq 1 "$ROUNDS"); do
     fi
     stop "$RG_PID"
     start_regiongate info "$WORK/regiongate-info.log"
-    load regiongate-log "$RG_URL" "" "$round"
+    load regiongate-default "$RG_URL" "" "$round"
+    stop "$RG_PID"
+    start_regiongate info "$WORK/regiongate-fulllog.log" "" "$WORK/regiongate-fulllog.toml"
+    load regiongate-fulllog "$RG_URL" "" "$round"
 done
 stop "$RG_PID"
 RG_PID=""
-echo "-- decision log written in the last regiongate-log run: $(wc -l <"$WORK/regiongate-info.log") lines, $(du -h "$WORK/regiongate-info.log" | cut -f1)"
+echo "-- log written in the last regiongate-default run: $(wc -l <"$WORK/regiongate-info.log") lines, $(du -h "$WORK/regiongate-info.log" | cut -f1)"
+echo "-- log written in the last regiongate-fulllog run: $(wc -l <"$WORK/regiongate-fulllog.log") lines, $(du -h "$WORK/regiongate-fulllog.log" | cut -f1)"
 
 echo "== summary (median of $ROUNDS round(s))"
 python3 - "$WORK" "$ROUNDS" "$BASELINE_BIN" <<'EOF'
@@ -281,7 +293,8 @@ def parse(path):
             "cpu": server_us, "wrkcpu": wrk_us,
             "errors": errors.group(1).strip() if errors else ""}
 
-names = ["nginx-geoip2", "regiongate-ip", "regiongate-gps", "regiongate-wifi", "regiongate-log",
+names = ["nginx-geoip2", "regiongate-ip", "regiongate-gps", "regiongate-wifi",
+         "regiongate-default", "regiongate-fulllog",
          "nginx-preflight", "preflight-ip", "preflight-gps"]
 if baseline:
     names += ["baseline-ip", "baseline-gps", "baseline-preflight-gps"]
