@@ -1,4 +1,4 @@
-//! The configuration file (src/config.rs).
+//! The configuration file (src/config/).
 //!
 //! Properties: never panics, never hangs; a refusal names a key. The validated `Config` has no
 //! printer (it is built from the file, the environment and flags, and holds the admin token),

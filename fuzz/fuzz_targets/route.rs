@@ -1,4 +1,4 @@
-//! Route patterns and path matching (src/server/route.rs).
+//! Route patterns and path matching (src/route.rs).
 //!
 //! The input's first line is a pattern, the following lines are paths and capture values.
 //! Properties: never panics; a pattern prints (`Display`) as text that parses to the same

@@ -34,7 +34,7 @@ fn example_config_loads_and_documents_the_defaults() {
     assert_eq!(
         format!("{c:?}"),
         format!("{defaults:?}"),
-        "deploy/regiongate.example.toml no longer matches the defaults in src/config.rs"
+        "deploy/regiongate.example.toml no longer matches the defaults in src/config/"
     );
     // Precedence as documented: flags > environment > file > defaults.
     let env = |k: &str| match k {
