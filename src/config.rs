@@ -155,6 +155,73 @@ struct RawConfig {
     admin: RawAdmin,
     #[serde(default)]
     report: RawReport,
+    #[serde(default)]
+    grants: RawGrants,
+}
+
+// ---- [grants]: playback grants (src/grant/), kept together -------------------------------
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawGrants {
+    keys_dir: Option<PathBuf>,
+    ttl_s: Option<u64>,
+    query_param: Option<String>,
+    bind_client_net: Option<bool>,
+    on_invalid: Option<crate::grant::OnInvalid>,
+    secure_link_prefix: Option<String>,
+    jwt_issuer: Option<String>,
+    jwt_audience: Option<String>,
+}
+
+/// The `[grants]` section: off (`None`) without `keys_dir`; with it, the keys are read now
+/// and a bad key directory is an error naming `grants.keys_dir`.
+fn grant_settings(raw: RawGrants) -> Result<Option<crate::grant::GrantSettings>, ConfigError> {
+    use crate::grant::{GrantSettings, MAX_TTL, MIN_TTL, OnInvalid, keys::KeyRing};
+    let Some(keys_dir) = raw.keys_dir else {
+        return Ok(None);
+    };
+    let ttl = Duration::from_secs(raw.ttl_s.unwrap_or(300));
+    if !(MIN_TTL..=MAX_TTL).contains(&ttl) {
+        return Err(err(
+            "grants.ttl_s",
+            format!(
+                "must be between {} and {} seconds",
+                MIN_TTL.as_secs(),
+                MAX_TTL.as_secs()
+            ),
+        ));
+    }
+    let query_param = raw.query_param.unwrap_or_else(|| "rg_grant".into());
+    if query_param.is_empty()
+        || !query_param
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(err("grants.query_param", "1 or more of A-Z a-z 0-9 _ -"));
+    }
+    let secure_link_prefix = raw
+        .secure_link_prefix
+        .unwrap_or_else(|| "/audio/{track}/".into());
+    if !secure_link_prefix.starts_with('/') || secure_link_prefix.matches("{track}").count() != 1 {
+        return Err(err(
+            "grants.secure_link_prefix",
+            "a path starting with / holding {track} once",
+        ));
+    }
+    let initial_keys =
+        KeyRing::load(&keys_dir).map_err(|e| err("grants.keys_dir", e.to_string()))?;
+    Ok(Some(GrantSettings {
+        keys_dir,
+        ttl,
+        query_param,
+        bind_client_net: raw.bind_client_net.unwrap_or(false),
+        on_invalid: raw.on_invalid.unwrap_or(OnInvalid::Decide),
+        secure_link_prefix,
+        jwt_issuer: raw.jwt_issuer.unwrap_or_else(|| "regiongate".into()),
+        jwt_audience: raw.jwt_audience.unwrap_or_else(|| "playback".into()),
+        initial_keys: std::sync::Arc::new(initial_keys),
+    }))
 }
 
 #[derive(Deserialize, Default)]
@@ -346,6 +413,8 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// Aggregate decision report: directory and retention in days (off when `None`).
     pub report: Option<(PathBuf, u32)>,
+    /// Playback grants (`[grants]`; off when `None`).
+    pub grants: Option<crate::grant::GrantSettings>,
 }
 
 /// Values given on the command line; they override the file and the environment.
@@ -789,6 +858,7 @@ impl Config {
                 }
                 None => None,
             },
+            grants: grant_settings(raw.grants)?,
         })
     }
 }

@@ -16,6 +16,7 @@
 //!   (track, use, tier), the territories and the time, giving a [`decide::Decision`] value.
 //! * The [`snapshot`] holds everything a decision reads and is built whole or not at all; its
 //!   problems are [`problem::Problem`]s naming the file, the feature or deal, and the reason.
+//! * [`grant`]: signed playback grants issued with an allow and checked at the edge.
 //! * [`privacy`] holds the redacted types raw location data lives in.
 
 #![deny(unsafe_code)] // reviewed exceptions: snapshot::map_file (memory-mapped CSV files while a snapshot is built), snapshot::drop_pages (MADV_DONTNEED on read pages of such a mapping), snapshot::release_freed_memory (malloc_trim)
@@ -23,6 +24,7 @@
 pub mod config;
 pub mod decide;
 pub mod diff;
+pub mod grant;
 pub mod headers;
 pub mod license;
 pub mod locate;

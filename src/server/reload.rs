@@ -93,6 +93,8 @@ pub async fn reload(app: &Arc<App>, trigger: &str) -> ReloadResult {
         }
         Err(e) => (("failed"), vec![format!("reload task failed: {e}")]),
     };
+    // [grants] Keys reload with the data (and on changes of their own directory).
+    app.grants.reload_keys(trigger);
     app.metrics
         .reload(result == "ok", started.elapsed().as_secs_f64());
     let r = ReloadResult {

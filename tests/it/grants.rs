@@ -1,0 +1,609 @@
+//! Playback grants end to end (src/grant/): issued with allows from preflight and authz,
+//! checked by the authz fast path without deciding, refused for every kind of bad token,
+//! keys rotated and reloaded, grants revoked by a licence change.
+//!
+//! The test client connects from 127.0.0.1, a trusted proxy in these configs; without an
+//! `X-Forwarded-For` there is no location evidence at all, so an authz allow without one can
+//! only come from the grant.
+
+use crate::server::{
+    IP_DE, IP_FR, LICENSES, LICENSES_T1_MOVED, config, ip_db, load_dir, world, world_with,
+    write_data_dir,
+};
+use crate::util::{Reply, TestServer, call, get, metric};
+use chrono::Utc;
+use regiongate::grant::Scope;
+use regiongate::grant::formats::{self, Claims};
+use regiongate::grant::keys::{Key, KeyKind};
+use regiongate::license::{Tier, UseType};
+use std::path::Path;
+
+pub(crate) const HMAC_K1: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+pub(crate) const HMAC_K2: &str = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
+
+fn write(dir: &Path, name: &str, text: &str) {
+    // Written beside and renamed, as an operator's tooling (or a Secret volume) would.
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, text).expect("write key");
+    std::fs::rename(&tmp, dir.join(name)).expect("rename key");
+}
+
+/// A key directory with the HMAC key `k1`.
+fn key_dir() -> tempfile::TempDir {
+    let d = tempfile::tempdir().expect("key dir");
+    write(d.path(), "k1.hmac", HMAC_K1);
+    d
+}
+
+fn grants_config(dir: &Path, extra: &str) -> String {
+    config(
+        "",
+        &format!("[grants]\nkeys_dir = \"{}\"\n{extra}\n", dir.display()),
+    )
+}
+
+async fn authz(s: &TestServer, uri: &str, xff: Option<&str>) -> Reply {
+    let mut h = vec![("x-original-uri", uri), ("x-original-method", "GET")];
+    if let Some(ip) = xff {
+        h.push(("x-forwarded-for", ip));
+    }
+    get(s.public, "/v1/authz", &h).await
+}
+
+async fn preflight_grant(s: &TestServer, track: &str, ip: &str) -> serde_json::Value {
+    let r = get(
+        s.public,
+        &format!("/v1/tracks/{track}/playability"),
+        &[("x-forwarded-for", ip)],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()
+}
+
+fn token_of(v: &serde_json::Value) -> String {
+    v["grant"]["token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no grant token in {v}"))
+        .to_owned()
+}
+
+async fn metrics(s: &TestServer) -> String {
+    get(s.admin, "/metrics", &[]).await.text()
+}
+
+/// A token signed with `secret` under `kid`, for T1 (on-demand, free) with expiry `exp` and
+/// the served snapshot's epoch: what a correct issuer (or an attacker with that key) makes.
+fn forged(s: &TestServer, kid: &str, secret: &str, exp: i64, track: &str) -> String {
+    let key = Key::from_text(kid, KeyKind::Hmac, secret.as_bytes()).expect("key");
+    let claims = Claims {
+        exp,
+        epoch: regiongate::grant::epoch(&s.app.snapshot.load()),
+        use_type: "on_demand_stream".into(),
+        tier: "free".into(),
+        bound: false,
+        track: track.into(),
+    };
+    formats::hmac_token(&key, &claims, None).expect("token")
+}
+
+#[tokio::test]
+async fn allows_carry_grants_and_the_fast_path_checks_them_without_deciding() {
+    let dir = key_dir();
+    let s = TestServer::start(&grants_config(dir.path(), ""), world()).await;
+    // Preflight GET: an allow carries a grant, a denial none.
+    let v = preflight_grant(&s, "T1", IP_DE).await;
+    assert_eq!(v["decision"], "allow", "{v}");
+    let token = token_of(&v);
+    assert!(token.starts_with("k1."), "{token}");
+    assert_eq!(v["grant"]["query"], format!("rg_grant={token}"));
+    let exp = v["grant"]["expires_unix"].as_i64().expect("expiry");
+    let now = Utc::now().timestamp();
+    assert!((now + 295..=now + 301).contains(&exp), "{exp} vs {now}");
+    // No location in the grant: no address, no territory, no coordinates.
+    let g = v["grant"].to_string();
+    for leak in [IP_DE, "81.0.0", "\"DE\"", "2.0"] {
+        assert!(!g.contains(leak), "{leak} in {g}");
+    }
+    let denied = preflight_grant(&s, "T1", IP_FR).await;
+    assert_eq!(denied["decision"], "deny");
+    assert!(denied.get("grant").is_none(), "{denied}");
+    // POST batch: a grant on each allow only.
+    let r = call(
+        s.public,
+        "POST",
+        "/v1/playability",
+        &[
+            ("x-forwarded-for", IP_DE),
+            ("content-type", "application/json"),
+        ],
+        r#"{"tracks": ["T1", "TFR", "TGONE"]}"#,
+    )
+    .await;
+    let b = r.json();
+    let d = b["decisions"].as_array().expect("decisions");
+    assert_eq!(d[0]["decision"], "allow");
+    assert!(d[0]["grant"]["token"].is_string(), "{b}");
+    assert!(
+        d[1].get("grant").is_none() && d[2].get("grant").is_none(),
+        "{b}"
+    );
+
+    // The segment requests: no X-Forwarded-For, so no evidence; only the grant allows.
+    let decisions_before = metric(&metrics(&s).await, "regiongate_decisions_total", &[]);
+    for i in 0..5 {
+        let r = authz(&s, &format!("/audio/T1/seg-{i}.mp4?rg_grant={token}"), None).await;
+        assert_eq!(r.status, 200, "segment {i}: {:?}", r.headers);
+        assert_eq!(r.header("x-regiongate-reason"), Some("grant"));
+        assert_eq!(r.header("x-regiongate-decision"), Some("allow"));
+        assert_eq!(r.header("x-regiongate-territory"), None);
+    }
+    let m = metrics(&s).await;
+    assert_eq!(
+        metric(&m, "regiongate_decisions_total", &[]),
+        decisions_before,
+        "a grant check made a decision"
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "regiongate_grants_verified_total",
+            &[("outcome", "valid")]
+        ),
+        5.0
+    );
+    assert_eq!(
+        metric(&m, "regiongate_grants_issued_total", &[("format", "hmac")]),
+        2.0
+    );
+    // Without a grant the same segment is decided: no evidence, a denial.
+    let r = authz(&s, "/audio/T1/seg-1.mp4", None).await;
+    assert_eq!(r.status, 403);
+    assert_eq!(r.header("x-regiongate-reason"), Some("location_unknown"));
+    assert_eq!(r.header("x-regiongate-grant-status"), None);
+    // An allowed auth subrequest hands out a fresh grant, which then works alone.
+    let r = authz(&s, "/audio/T1/seg-1.mp4", Some(IP_DE)).await;
+    assert_eq!(r.status, 200);
+    let fresh = r
+        .header("x-regiongate-grant")
+        .expect("fresh grant")
+        .to_owned();
+    let r = authz(&s, &format!("/audio/T1/seg-2.mp4?rg_grant={fresh}"), None).await;
+    assert_eq!(
+        (r.status.as_u16(), r.header("x-regiongate-reason")),
+        (200, Some("grant"))
+    );
+    // A denial hands out none.
+    let r = authz(&s, "/audio/T1/seg-1.mp4", Some(IP_FR)).await;
+    assert_eq!(r.status, 403);
+    assert_eq!(r.header("x-regiongate-grant"), None);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn bad_grants_are_refused_with_a_reason_and_counted() {
+    let dir = key_dir();
+    let s = TestServer::start(&grants_config(dir.path(), ""), world()).await;
+    let good = token_of(&preflight_grant(&s, "T1", IP_DE).await);
+    let now = Utc::now().timestamp();
+    let (kid_part, rest) = good.split_once('.').expect("kid");
+    let truncated = &good[..good.len() - 5];
+    let mut flipped = good.clone().into_bytes();
+    let last = flipped.len() - 2;
+    flipped[last] = if flipped[last] == b'A' { b'B' } else { b'A' };
+    let flipped = String::from_utf8(flipped).expect("ascii");
+    let oversized = format!("{kid_part}.{}", "A".repeat(500));
+    let expired = forged(&s, "k1", HMAC_K1, now - 1, "T1");
+    let future = forged(&s, "k1", HMAC_K1, now + 3 * 3600, "T1");
+    let wrong_key = forged(&s, "k1", HMAC_K2, now + 60, "T1");
+    let unknown_kid = forged(&s, "k9", HMAC_K1, now + 60, "T1");
+    let other_track = format!("k1.{rest}");
+    let cases: Vec<(&str, String, &str, &str)> = vec![
+        (
+            "malformed",
+            "not-a-token".into(),
+            "/audio/T1/s.mp4",
+            "grant_malformed",
+        ),
+        (
+            "truncated",
+            truncated.into(),
+            "/audio/T1/s.mp4",
+            "grant_malformed",
+        ),
+        ("altered", flipped, "/audio/T1/s.mp4", "grant_bad_signature"),
+        ("oversized", oversized, "/audio/T1/s.mp4", "grant_oversized"),
+        ("expired", expired, "/audio/T1/s.mp4", "grant_expired"),
+        ("future", future, "/audio/T1/s.mp4", "grant_future_dated"),
+        (
+            "wrong key",
+            wrong_key,
+            "/audio/T1/s.mp4",
+            "grant_bad_signature",
+        ),
+        (
+            "unknown key",
+            unknown_kid,
+            "/audio/T1/s.mp4",
+            "grant_unknown_key",
+        ),
+        (
+            "other track",
+            other_track,
+            "/audio/TFR/s.mp4",
+            "grant_wrong_track",
+        ),
+    ];
+    for (what, token, path, reason) in &cases {
+        // Decided in full (no evidence: a denial), the refusal named, never the token.
+        let r = authz(&s, &format!("{path}?rg_grant={token}"), None).await;
+        assert_eq!(r.status, 403, "{what}");
+        assert_eq!(
+            r.header("x-regiongate-grant-status"),
+            Some(*reason),
+            "{what}"
+        );
+        assert_eq!(
+            r.header("x-regiongate-reason"),
+            Some("location_unknown"),
+            "{what}"
+        );
+        let all = format!("{:?}{}", r.headers, r.text());
+        assert!(!all.contains(token.as_str()), "{what}: the token echoed");
+        // With evidence that allows, the full decision still allows.
+        let r = authz(&s, &format!("{path}?rg_grant={token}"), Some(IP_DE)).await;
+        let want = if *what == "other track" { 403 } else { 200 };
+        assert_eq!(r.status, want, "{what} with evidence");
+    }
+    // The same use with another tier (the route's header, believed from a trusted proxy).
+    let r = get(
+        s.public,
+        "/v1/authz",
+        &[
+            (
+                "x-original-uri",
+                &format!("/audio/T1/s.mp4?rg_grant={good}"),
+            ),
+            ("x-regiongate-tier", "premium"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        r.header("x-regiongate-grant-status"),
+        Some("grant_wrong_use")
+    );
+    let m = metrics(&s).await;
+    for (outcome, n) in [
+        ("malformed", 4.0),
+        ("bad_signature", 4.0),
+        ("oversized", 2.0),
+        ("expired", 2.0),
+        ("future_dated", 2.0),
+        ("unknown_key", 2.0),
+        ("wrong_track", 2.0),
+        ("wrong_use", 1.0),
+    ] {
+        assert_eq!(
+            metric(
+                &m,
+                "regiongate_grants_verified_total",
+                &[("outcome", outcome)]
+            ),
+            n,
+            "{outcome}"
+        );
+    }
+    s.stop().await;
+
+    // on_invalid = "deny": refused at once, the refusal as the reason.
+    let s = TestServer::start(&grants_config(dir.path(), "on_invalid = \"deny\""), world()).await;
+    let expired = forged(&s, "k1", HMAC_K1, now - 1, "T1");
+    let r = authz(
+        &s,
+        &format!("/audio/T1/s.mp4?rg_grant={expired}"),
+        Some(IP_DE),
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    assert_eq!(r.header("x-regiongate-reason"), Some("grant_expired"));
+    assert!(!r.text().contains(&expired));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn keys_rotate_and_reload_and_bad_keys_are_refused() {
+    let dir = key_dir();
+    // A data directory, so that the admin reload (data and keys) reloads the same data.
+    let data = tempfile::tempdir().expect("data dir");
+    write_data_dir(data.path(), LICENSES);
+    std::fs::create_dir_all(data.path().join("ip")).expect("mkdir");
+    std::fs::write(data.path().join("ip/geoip.mmdb"), ip_db()).expect("write");
+    let cfg = format!(
+        "regions = {:?}\n{}",
+        data.path().display().to_string(),
+        grants_config(dir.path(), "")
+    );
+    let s = TestServer::start(&cfg, load_dir(data.path()).await).await;
+    let reload = || async {
+        let r = call(s.admin, "POST", "/admin/reload", &[], "").await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    };
+    let old = token_of(&preflight_grant(&s, "T1", IP_DE).await);
+    assert!(old.starts_with("k1."));
+    // A newer key signs; the old one still verifies.
+    write(dir.path(), "k2.hmac", HMAC_K2);
+    reload().await;
+    let new = token_of(&preflight_grant(&s, "T1", IP_DE).await);
+    assert!(new.starts_with("k2."), "{new}");
+    for t in [&old, &new] {
+        let r = authz(&s, &format!("/audio/T1/s.mp4?rg_grant={t}"), None).await;
+        assert_eq!(r.status, 200, "{t}");
+    }
+    let report = get(s.admin, "/admin/snapshot", &[]).await.json();
+    let keys = &report["grants"]["keys"];
+    assert_eq!(keys.as_array().map(Vec::len), Some(2), "{report}");
+    assert_eq!(keys[1]["kid"], "k2");
+    assert_eq!(keys[1]["signing"], true);
+    assert!(keys[1]["age_s"].is_u64());
+    let text = report.to_string();
+    assert!(
+        !text.contains(HMAC_K1) && !text.contains(HMAC_K2),
+        "key material in the report"
+    );
+    // A bad key refuses the whole directory: the keys in use stay.
+    write(dir.path(), "k3.hmac", "c2hvcnQ=");
+    reload().await;
+    let report = get(s.admin, "/admin/snapshot", &[]).await.json();
+    let last = &report["grants"]["last_key_reload"];
+    assert_eq!(last["result"], "failed", "{report}");
+    let problem = last["problem"].as_str().expect("problem");
+    assert!(
+        problem.contains("k3.hmac") && problem.contains("at least 32"),
+        "{problem}"
+    );
+    assert!(!problem.contains("c2hvcnQ"), "{problem}");
+    assert!(token_of(&preflight_grant(&s, "T1", IP_DE).await).starts_with("k2."));
+    // The old key removed: its grants are refused from then on.
+    std::fs::remove_file(dir.path().join("k3.hmac")).expect("rm");
+    std::fs::remove_file(dir.path().join("k1.hmac")).expect("rm");
+    reload().await;
+    let r = authz(&s, &format!("/audio/T1/s.mp4?rg_grant={old}"), None).await;
+    assert_eq!(
+        r.header("x-regiongate-grant-status"),
+        Some("grant_unknown_key")
+    );
+    let r = authz(&s, &format!("/audio/T1/s.mp4?rg_grant={new}"), None).await;
+    assert_eq!(r.status, 200);
+    let m = metrics(&s).await;
+    assert_eq!(
+        metric(
+            &m,
+            "regiongate_grant_key_reloads_total",
+            &[("result", "failed")]
+        ),
+        1.0
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn the_key_directory_is_watched_on_its_own() {
+    let dir = key_dir();
+    let s = TestServer::start(&grants_config(dir.path(), ""), world()).await;
+    let app = s.app.clone();
+    let _w = regiongate::grant::keys::watch(dir.path(), move || {
+        app.grants.reload_keys("key watch");
+    })
+    .expect("watch");
+    write(dir.path(), "k2.hmac", HMAC_K2);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let t = token_of(&preflight_grant(&s, "T1", IP_DE).await);
+        if t.starts_with("k2.") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new key was not picked up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_licence_change_revokes_outstanding_grants() {
+    let dir = key_dir();
+    let s = TestServer::start(&grants_config(dir.path(), ""), world()).await;
+    let t = token_of(&preflight_grant(&s, "T1", IP_DE).await);
+    let r = authz(&s, &format!("/audio/T1/s.mp4?rg_grant={t}"), None).await;
+    assert_eq!(r.status, 200);
+    // The same data again (a reload that changed nothing): the grant stands.
+    s.app.swap(world());
+    let r = authz(&s, &format!("/audio/T1/s.mp4?rg_grant={t}"), None).await;
+    assert_eq!(r.status, 200);
+    // T1 moved to FR: the grant is revoked; the full decision for a DE listener denies.
+    s.app.swap(world_with(LICENSES_T1_MOVED));
+    let r = authz(&s, &format!("/audio/T1/s.mp4?rg_grant={t}"), Some(IP_DE)).await;
+    assert_eq!(r.status, 403);
+    assert_eq!(r.header("x-regiongate-grant-status"), Some("grant_revoked"));
+    assert_eq!(
+        r.header("x-regiongate-reason"),
+        Some("not_licensed_in_territory")
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn grants_bound_to_the_client_network_need_that_network() {
+    let dir = key_dir();
+    let s = TestServer::start(
+        &grants_config(dir.path(), "bind_client_net = true"),
+        world(),
+    )
+    .await;
+    let t = token_of(&preflight_grant(&s, "T1", IP_DE).await);
+    assert!(!t.contains("81.0.0"));
+    // Same /24: valid; another network (or none): refused.
+    let r = authz(
+        &s,
+        &format!("/audio/T1/s.mp4?rg_grant={t}"),
+        Some("81.0.0.200"),
+    )
+    .await;
+    assert_eq!(
+        (r.status.as_u16(), r.header("x-regiongate-reason")),
+        (200, Some("grant"))
+    );
+    let r = authz(
+        &s,
+        &format!("/audio/T1/s.mp4?rg_grant={t}"),
+        Some("81.0.7.1"),
+    )
+    .await;
+    assert_eq!(
+        r.header("x-regiongate-grant-status"),
+        Some("grant_bad_signature")
+    );
+    s.stop().await;
+}
+
+#[test]
+fn bad_key_directories_refuse_the_config() {
+    use regiongate::config::{Config, Overrides};
+    let d = tempfile::tempdir().expect("dir");
+    write(d.path(), "k1.hmac", "dG9vIHNob3J0");
+    let e = Config::load(
+        Some(&grants_config(d.path(), "")),
+        |_| None,
+        Overrides::default(),
+    )
+    .expect_err("a short key");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("grants.keys_dir") && msg.contains("k1.hmac"),
+        "{msg}"
+    );
+    assert!(!msg.contains("dG9vIHNob3J0"), "{msg}");
+    let empty = tempfile::tempdir().expect("dir");
+    let e = Config::load(
+        Some(&grants_config(empty.path(), "")),
+        |_| None,
+        Overrides::default(),
+    )
+    .expect_err("no keys");
+    assert!(e.to_string().contains("no key files"), "{e}");
+    let ok = key_dir();
+    for (extra, key) in [
+        ("ttl_s = 5", "grants.ttl_s"),
+        ("ttl_s = 7200", "grants.ttl_s"),
+        ("secure_link_prefix = \"/a/\"", "grants.secure_link_prefix"),
+        ("query_param = \"a b\"", "grants.query_param"),
+    ] {
+        let e = Config::load(
+            Some(&grants_config(ok.path(), extra)),
+            |_| None,
+            Overrides::default(),
+        )
+        .expect_err(extra);
+        assert_eq!(e.key, key, "{extra}");
+    }
+}
+
+#[tokio::test]
+async fn issued_grants_expire_with_the_deal() {
+    // A scope issued straight from the library at a time near the deal's end would be cut
+    // there; with no deal end the configured lifetime holds. Checked through Issued.
+    let dir = key_dir();
+    let s = TestServer::start(&grants_config(dir.path(), "ttl_s = 60"), world()).await;
+    let snap = s.app.snapshot.load();
+    let scope = Scope {
+        track: "T1",
+        use_type: UseType::OnDemandStream,
+        tier: Tier::Free,
+    };
+    let now = Utc::now();
+    let until = now + chrono::Duration::seconds(20);
+    let t = s
+        .app
+        .grants
+        .issue_token(&scope, None, &snap, now, Some(until))
+        .expect("token");
+    let key = Key::from_text("k1", KeyKind::Hmac, HMAC_K1.as_bytes()).expect("key");
+    let c = formats::verify_hmac_token(&key, &t, None).expect("verifies");
+    assert_eq!(c.exp, until.timestamp());
+    let t = s
+        .app
+        .grants
+        .issue_token(&scope, None, &snap, now, None)
+        .expect("token");
+    let c = formats::verify_hmac_token(&key, &t, None).expect("verifies");
+    assert_eq!(c.exp, now.timestamp() + 60);
+    assert!(
+        s.app
+            .grants
+            .issue_token(&scope, None, &snap, now, Some(now))
+            .is_none()
+    );
+    drop(snap);
+    s.stop().await;
+}
+
+/// The response bytes with the Date and fresh-grant values masked (a fresh grant's expiry
+/// may fall in another second on either server).
+fn masked(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes)
+        .split("\r\n")
+        .map(|l| {
+            if l.starts_with("date: ") {
+                "date: <date>".to_owned()
+            } else if l.starts_with("x-regiongate-grant: ") {
+                "x-regiongate-grant: <grant>".to_owned()
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\r\n")
+}
+
+#[tokio::test]
+async fn the_fast_path_answers_grants_byte_for_byte_as_hyper() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = key_dir();
+    let fast = TestServer::start(&grants_config(dir.path(), ""), world()).await;
+    let hyper_cfg =
+        grants_config(dir.path(), "").replace("[grants]", "[authz]\nfast_path = false\n\n[grants]");
+    let hyper = TestServer::start(&hyper_cfg, world()).await;
+    assert!(!hyper.app.config.authz.fast_path);
+    let good = token_of(&preflight_grant(&fast, "T1", IP_DE).await);
+    let head = |uri: &str, xff: &str| {
+        format!(
+            "GET /v1/authz HTTP/1.1\r\nHost: rg\r\nX-Original-URI: {uri}\r\nX-Forwarded-For: {xff}\r\n\r\n"
+        )
+    };
+    let cases = [
+        head(&format!("/audio/T1/a.mp4?rg_grant={good}"), "127.0.0.9"),
+        head("/audio/T1/a.mp4?rg_grant=k1.bad.bad", IP_DE),
+        head("/audio/T1/a.mp4?rg_grant=k1.bad.bad", IP_FR),
+        head("/audio/T1/a.mp4", IP_DE),
+    ];
+    for c in &cases {
+        let mut out = Vec::new();
+        for addr in [fast.public, hyper.public] {
+            let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            s.write_all(c.as_bytes()).await.expect("write");
+            s.shutdown().await.expect("half close");
+            let mut b = Vec::new();
+            let _ = s.read_to_end(&mut b).await;
+            out.push(masked(&b));
+        }
+        assert!(out[0].starts_with("HTTP/1.1 "), "{c}: {}", out[0]);
+        assert_eq!(
+            out[0], out[1],
+            "{c}: fast path (left) and hyper (right) differ"
+        );
+    }
+    fast.stop().await;
+    hyper.stop().await;
+}
