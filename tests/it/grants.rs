@@ -607,3 +607,137 @@ async fn the_fast_path_answers_grants_byte_for_byte_as_hyper() {
     fast.stop().await;
     hyper.stop().await;
 }
+
+// ---- nginx secure_link: the real nginx with deploy/nginx/grants.conf -----------------------
+
+const GRANTS_CONF: &str = include_str!("../../deploy/nginx/grants.conf");
+const SECURE_LINK_SECRET: &str = "sl-secret-0123456789abcdefghij";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_secure_link_checks_grants_by_itself() {
+    use crate::nginx::{
+        Procs, free_port, get as nginx_get, nginx_binary, start_origin, wait_until,
+    };
+    use std::process::{Command, Stdio};
+    let nginx = nginx_binary();
+    let keys = key_dir();
+    write(keys.path(), "n1.secure-link", SECURE_LINK_SECRET);
+    let s = TestServer::start(&grants_config(keys.path(), ""), world()).await;
+    let v = preflight_grant(&s, "T1", IP_DE).await;
+    let sl = &v["grant"]["secure_link"];
+    assert_eq!(sl["prefix"], "/audio/T1/", "{v}");
+    let query = sl["query"].as_str().expect("secure_link query").to_owned();
+    assert!(
+        query.contains("rg_kid=n1") && query.contains("rg_md5="),
+        "{query}"
+    );
+    // The denial carries none.
+    assert!(
+        preflight_grant(&s, "T1", IP_FR)
+            .await
+            .get("grant")
+            .is_none()
+    );
+    s.stop().await;
+
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().to_owned();
+    for d in ["logs", "tmp", "secure-link-keys.d"] {
+        std::fs::create_dir_all(dir.join(d)).expect("mkdir");
+    }
+    write(
+        &dir.join("secure-link-keys.d"),
+        "keys.map",
+        &format!("n1 \"{SECURE_LINK_SECRET}\";\n"),
+    );
+    let (front, origin) = (free_port(), start_origin());
+    for p in ["__LISTEN__", "__ORIGIN__"] {
+        assert!(
+            GRANTS_CONF.contains(p),
+            "deploy/nginx/grants.conf lacks {p}"
+        );
+    }
+    let conf_text = GRANTS_CONF
+        .replace("__LISTEN__", &format!("127.0.0.1:{front}"))
+        .replace("__ORIGIN__", &format!("127.0.0.1:{origin}"));
+    assert!(!conf_text.contains("__"), "a placeholder is left");
+    let conf = dir.join("nginx.conf");
+    write(&dir, "nginx.conf", &conf_text);
+    let prefix = format!("{}/", dir.display());
+    let t = Command::new(&nginx)
+        .arg("-t")
+        .arg("-c")
+        .arg(&conf)
+        .args(["-p", &prefix])
+        .output()
+        .expect("nginx -t runs");
+    assert!(
+        t.status.success(),
+        "nginx -t: {}",
+        String::from_utf8_lossy(&t.stderr)
+    );
+    let mut procs = Procs {
+        children: Vec::new(),
+        logs: vec![dir.join("logs/error.log")],
+    };
+    let global = format!(
+        "daemon off; master_process off; pid {};",
+        dir.join("nginx.pid").display()
+    );
+    let child = Command::new(&nginx)
+        .arg("-c")
+        .arg(&conf)
+        .args(["-p", &prefix, "-g", &global])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nginx starts");
+    procs.children.push(("nginx", child));
+    wait_until("nginx listens", &mut procs, "nginx", || {
+        std::net::TcpStream::connect(("127.0.0.1", front)).is_ok()
+    });
+    let status = |path: &str| nginx_get(front, path, &[]).status;
+    // Every segment of the track passes with the grant, and reaches the origin.
+    for i in 0..3 {
+        let r = nginx_get(front, &format!("/audio/T1/seg-{i}.mp4?{query}"), &[]);
+        assert_eq!(r.status, 200, "segment {i}: {r:?}");
+        assert!(
+            r.body
+                .starts_with(&format!("origin /audio/T1/seg-{i}.mp4?")),
+            "{r:?}"
+        );
+    }
+    // Without it, for another track, altered, with an unknown key: refused.
+    assert_eq!(status("/audio/T1/seg-1.mp4"), 403);
+    assert_eq!(status(&format!("/audio/TFR/seg-1.mp4?{query}")), 403);
+    let exp: i64 = query
+        .split('&')
+        .find_map(|p| p.strip_prefix("rg_exp="))
+        .and_then(|e| e.parse().ok())
+        .expect("rg_exp");
+    let later = query.replace(&format!("rg_exp={exp}"), &format!("rg_exp={}", exp + 3600));
+    assert_eq!(status(&format!("/audio/T1/seg-1.mp4?{later}")), 403);
+    let other_kid = query.replace("rg_kid=n1", "rg_kid=n9");
+    assert_eq!(status(&format!("/audio/T1/seg-1.mp4?{other_kid}")), 403);
+    // Expired (signed correctly, in the past): 410.
+    let key =
+        Key::from_text("n1", KeyKind::SecureLink, SECURE_LINK_SECRET.as_bytes()).expect("key");
+    let old =
+        formats::secure_link_query(&key, "/audio/T1/", Utc::now().timestamp() - 5).expect("query");
+    assert_eq!(status(&format!("/audio/T1/seg-1.mp4?{old}")), 410);
+    // A grant signed with another secret for the same kid: refused.
+    let wrong = Key::from_text(
+        "n1",
+        KeyKind::SecureLink,
+        b"another-secret-0123456789abcdef",
+    )
+    .expect("key");
+    let forged = formats::secure_link_query(&wrong, "/audio/T1/", exp).expect("query");
+    assert_eq!(status(&format!("/audio/T1/seg-1.mp4?{forged}")), 403);
+    // The access log holds paths, never the grant.
+    drop(procs);
+    let log = std::fs::read_to_string(dir.join("logs/access.log")).unwrap_or_default();
+    assert!(log.contains("/audio/T1/seg-0.mp4"), "{log}");
+    assert!(!log.contains("rg_md5"), "{log}");
+}
