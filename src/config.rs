@@ -172,6 +172,7 @@ struct RawGrants {
     secure_link_prefix: Option<String>,
     jwt_issuer: Option<String>,
     jwt_audience: Option<String>,
+    sign_after_s: Option<u64>,
 }
 
 /// The `[grants]` section: off (`None`) without `keys_dir`; with it, the keys are read now
@@ -209,6 +210,10 @@ fn grant_settings(raw: RawGrants) -> Result<Option<crate::grant::GrantSettings>,
             "a path starting with / holding {track} once",
         ));
     }
+    let sign_after = Duration::from_secs(raw.sign_after_s.unwrap_or(0));
+    if sign_after > Duration::from_secs(86_400) {
+        return Err(err("grants.sign_after_s", "at most 86400 (a day)"));
+    }
     let initial_keys =
         KeyRing::load(&keys_dir).map_err(|e| err("grants.keys_dir", e.to_string()))?;
     Ok(Some(GrantSettings {
@@ -220,6 +225,7 @@ fn grant_settings(raw: RawGrants) -> Result<Option<crate::grant::GrantSettings>,
         secure_link_prefix,
         jwt_issuer: raw.jwt_issuer.unwrap_or_else(|| "regiongate".into()),
         jwt_audience: raw.jwt_audience.unwrap_or_else(|| "playback".into()),
+        sign_after,
         initial_keys: std::sync::Arc::new(initial_keys),
     }))
 }

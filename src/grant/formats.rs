@@ -23,6 +23,8 @@ pub const MAX_TOKEN_LEN: usize = 400;
 
 /// The payload version.
 const PAYLOAD_V1: &str = "1";
+/// Bytes of an HMAC-SHA256 tag.
+const MAC_LEN: usize = 32;
 /// Domain separation of the MAC input.
 const MAC_CONTEXT: &[u8] = b"rg-grant-1";
 
@@ -140,6 +142,10 @@ pub fn verify_hmac_token(key: &Key, token: &str, net: Option<&str>) -> Result<Cl
     let tag = URL_SAFE_NO_PAD
         .decode(m)
         .map_err(|_| TokenError::Malformed)?;
+    // A cut token is malformed, not merely wrongly signed (whatever its last bits decode to).
+    if tag.len() != MAC_LEN {
+        return Err(TokenError::Malformed);
+    }
     let text = std::str::from_utf8(&payload).map_err(|_| TokenError::Malformed)?;
     let f: Vec<&str> = text.splitn(7, '|').collect();
     let [v, exp, epoch, use_type, tier, bound, track] = f[..] else {
@@ -300,6 +306,20 @@ mod tests {
     #[test]
     fn malformed_and_oversized_tokens() {
         let k = key("k1", KeyKind::Hmac, SECRET);
+        let t = hmac_token(&k, &claims("T1", false), None).expect("token");
+        for cut in 1..t.len() {
+            assert!(
+                verify_hmac_token(&k, &t[..cut], None).is_err(),
+                "cut at {cut}"
+            );
+        }
+        for cut in 1..12 {
+            assert_eq!(
+                verify_hmac_token(&k, &t[..t.len() - cut], None),
+                Err(TokenError::Malformed),
+                "cut {cut} from the end"
+            );
+        }
         let long = "k1.".to_owned() + &"A".repeat(MAX_TOKEN_LEN);
         assert_eq!(
             verify_hmac_token(&k, &long, None),

@@ -101,8 +101,8 @@ impl Grants {
         until: Option<DateTime<Utc>>,
     ) -> Option<String> {
         let exp = self.expiry(now, until)?;
-        let ring = self.signer(KeyKind::Hmac)?;
-        let key = ring.signer(KeyKind::Hmac)?;
+        let ring = self.keys.load();
+        let key = self.signing_key(&ring, KeyKind::Hmac)?;
         let net = self.bound_net(client);
         let t = formats::hmac_token(
             key,
@@ -130,18 +130,18 @@ impl Grants {
         let exp = self.expiry(now, d.valid_until)?;
         let ring = self.keys.load();
         let net = self.bound_net(client);
-        let token = ring.signer(KeyKind::Hmac).and_then(|k| {
+        let token = self.signing_key(&ring, KeyKind::Hmac).and_then(|k| {
             formats::hmac_token(
                 k,
                 &self.claims(scope, exp, snap, net.is_some()),
                 net.as_deref(),
             )
         });
-        let secure_link = ring.signer(KeyKind::SecureLink).and_then(|k| {
+        let secure_link = self.signing_key(&ring, KeyKind::SecureLink).and_then(|k| {
             let prefix = s.secure_link_prefix.replace("{track}", scope.track);
             formats::secure_link_query(k, &prefix, exp).map(|q| (prefix, q))
         });
-        let jwt = ring.signer(KeyKind::Ed25519).and_then(|k| {
+        let jwt = self.signing_key(&ring, KeyKind::Ed25519).and_then(|k| {
             let iat = now.timestamp();
             formats::jwt(
                 k,

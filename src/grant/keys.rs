@@ -21,7 +21,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 use thiserror::Error;
 
 /// Fewest bytes an HMAC secret may have (the SHA-256 block of security: 256 bits).
@@ -307,6 +307,21 @@ impl KeyRing {
         self.keys.iter().rfind(|k| k.kind == kind)
     }
 
+    /// The signing key of a kind given a lead time: the greatest id among the keys whose
+    /// file is at least `lead` old at `now` (published in the JWKS, or copied to nginx, for
+    /// that long before they sign), else the greatest id.
+    pub fn signer_after(&self, kind: KeyKind, lead: Duration, now: SystemTime) -> Option<&Key> {
+        let ready = |k: &&Key| {
+            k.modified
+                .is_none_or(|m| now.duration_since(m).is_ok_and(|age| age >= lead))
+        };
+        self.keys
+            .iter()
+            .filter(|k| k.kind == kind)
+            .rfind(ready)
+            .or_else(|| self.signer(kind))
+    }
+
     /// The key of a kind with this id.
     pub fn find(&self, kind: KeyKind, kid: &str) -> Option<&Key> {
         self.keys.iter().find(|k| k.kind == kind && k.kid == kid)
@@ -386,6 +401,22 @@ mod tests {
             ring.signer(KeyKind::Ed25519).map(|k| k.kid.as_str()),
             Some("ed1")
         );
+        // With a lead time the newest key waits; when none is old enough the newest signs.
+        let now = SystemTime::now();
+        let lead = Duration::from_secs(300);
+        let signer = |r: &KeyRing, at| {
+            r.signer_after(KeyKind::Hmac, lead, at)
+                .map(|k| k.kid.clone())
+        };
+        assert_eq!(signer(&ring, now).as_deref(), Some("2026-02"));
+        let mut aged = KeyRing::load(d.path()).expect("loads");
+        for k in &mut aged.keys {
+            if k.kid == "2026-01" {
+                k.modified = Some(now - Duration::from_secs(600));
+            }
+        }
+        assert_eq!(signer(&aged, now).as_deref(), Some("2026-01"));
+        assert_eq!(signer(&aged, now + lead).as_deref(), Some("2026-02"));
         // Debug output names ids and kinds, never material.
         let dbg = format!("{ring:?}");
         assert!(

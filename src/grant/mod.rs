@@ -78,6 +78,8 @@ pub struct GrantSettings {
     pub jwt_issuer: String,
     /// The JWT `aud`.
     pub jwt_audience: String,
+    /// How old a key file must be before it signs (while an older key of its kind exists).
+    pub sign_after: Duration,
     /// The keys read when the configuration was loaded.
     pub initial_keys: Arc<KeyRing>,
 }
@@ -270,7 +272,9 @@ impl Grants {
             .keys()
             .iter()
             .map(|k| {
-                let signing = ring.signer(k.kind).is_some_and(|sk| sk.kid == k.kid);
+                let signing = self
+                    .signing_key(&ring, k.kind)
+                    .is_some_and(|sk| sk.kid == k.kid);
                 json!({
                     "kid": k.kid,
                     "kind": k.kind.as_str(),
@@ -288,9 +292,13 @@ impl Grants {
         })
     }
 
-    fn signer(&self, kind: KeyKind) -> Option<arc_swap::Guard<Arc<KeyRing>>> {
-        let ring = self.keys.load();
-        ring.signer(kind).is_some().then_some(ring)
+    /// The signing key of `kind` in `ring` (`grants.sign_after_s` applied).
+    fn signing_key<'r>(&self, ring: &'r KeyRing, kind: KeyKind) -> Option<&'r keys::Key> {
+        let lead = self
+            .settings
+            .as_ref()
+            .map_or(Duration::ZERO, |s| s.sign_after);
+        ring.signer_after(kind, lead, SystemTime::now())
     }
 }
 

@@ -741,3 +741,153 @@ async fn nginx_secure_link_checks_grants_by_itself() {
     assert!(log.contains("/audio/T1/seg-0.mp4"), "{log}");
     assert!(!log.contains("rg_md5"), "{log}");
 }
+
+// ---- JWT grants checked by an independent library (PyJWT) against the served JWKS ---------
+
+/// A PKCS#8 PEM Ed25519 key from a 32-byte seed, as `openssl genpkey -algorithm ed25519`
+/// writes it.
+fn ed25519_pem(seed: [u8; 32]) -> String {
+    use base64::Engine;
+    let mut der = vec![
+        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
+        0x20,
+    ];
+    der.extend_from_slice(&seed);
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    format!("-----BEGIN PRIVATE KEY-----\n{b64}\n-----END PRIVATE KEY-----\n")
+}
+
+/// The Python with PyJWT and cryptography (Debian's python3-jwt, python3-cryptography).
+fn python_with_pyjwt() -> String {
+    for cand in ["/usr/bin/python3", "python3"] {
+        let ok = std::process::Command::new(cand)
+            .args(["-c", "import jwt, cryptography"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if ok {
+            return cand.to_owned();
+        }
+    }
+    panic!(
+        "no python3 with PyJWT and cryptography: this test verifies JWT grants with an \
+         independent library and does not skip; `apt-get install -y python3-jwt \
+         python3-cryptography` (.ci/run does)"
+    );
+}
+
+/// PyJWT's verdict on `token` against `jwks`: the claims, or its error.
+fn pyjwt(jwks: &str, token: &str) -> Result<serde_json::Value, String> {
+    let d = tempfile::tempdir().expect("dir");
+    std::fs::write(d.path().join("jwks.json"), jwks).expect("write");
+    std::fs::write(d.path().join("token"), token).expect("write");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/jwt_verify.py");
+    let out = std::process::Command::new(python_with_pyjwt())
+        .arg(script)
+        .arg(d.path().join("jwks.json"))
+        .arg(d.path().join("token"))
+        .args(["playback", "regiongate"])
+        .output()
+        .expect("python runs");
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    if out.status.success() {
+        Ok(serde_json::from_str(&text).expect("claims JSON"))
+    } else {
+        Err(format!("{text}{}", String::from_utf8_lossy(&out.stderr)))
+    }
+}
+
+#[tokio::test]
+async fn jwt_grants_verify_with_pyjwt_against_the_served_jwks() {
+    let keys = key_dir();
+    write(keys.path(), "e1.ed25519.pem", &ed25519_pem([1; 32]));
+    let data = tempfile::tempdir().expect("data dir");
+    write_data_dir(data.path(), LICENSES);
+    std::fs::create_dir_all(data.path().join("ip")).expect("mkdir");
+    std::fs::write(data.path().join("ip/geoip.mmdb"), ip_db()).expect("write");
+    let cfg = format!(
+        "regions = {:?}\n{}",
+        data.path().display().to_string(),
+        grants_config(keys.path(), "")
+    );
+    let s = TestServer::start(&cfg, load_dir(data.path()).await).await;
+    let jwks_reply = get(s.public, "/.well-known/jwks.json", &[]).await;
+    assert_eq!(jwks_reply.status, 200);
+    assert_eq!(
+        jwks_reply.header("content-type"),
+        Some("application/jwk-set+json")
+    );
+    let jwks = jwks_reply.text();
+    let v = preflight_grant(&s, "T1", IP_DE).await;
+    let token = v["grant"]["jwt"].as_str().expect("jwt").to_owned();
+    let claims = pyjwt(&jwks, &token).expect("PyJWT verifies the grant");
+    assert_eq!(claims["sub"], "T1");
+    assert_eq!(claims["use"], "on_demand_stream");
+    assert_eq!(claims["tier"], "free");
+    assert_eq!(claims["exp"], v["grant"]["expires_unix"]);
+    assert_eq!(claims["ver"], s.version());
+    // No location in the claims: the keys are exactly these.
+    let mut names: Vec<&str> = claims
+        .as_object()
+        .expect("object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "aud", "exp", "iat", "iss", "nbf", "rev", "sub", "tier", "use", "ver"
+        ]
+    );
+    assert!(!claims.to_string().contains("81.0.0"));
+    // Altered claims, another key's JWKS: PyJWT refuses.
+    let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+    {
+        use base64::Engine;
+        let e = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let body = String::from_utf8(e.decode(&parts[1]).expect("b64")).expect("utf8");
+        parts[1] = e.encode(body.replace("\"T1\"", "\"TFR\""));
+    }
+    let altered = parts.join(".");
+    let e = pyjwt(&jwks, &altered).expect_err("altered token");
+    assert!(e.contains("Signature"), "{e}");
+
+    // Rotation: a newer key signs, both are published, the old grant still verifies.
+    write(keys.path(), "e2.ed25519.pem", &ed25519_pem([2; 32]));
+    let r = call(s.admin, "POST", "/admin/reload", &[], "").await;
+    assert_eq!(r.status, 200);
+    let jwks2 = get(s.public, "/.well-known/jwks.json", &[]).await.text();
+    let doc: serde_json::Value = serde_json::from_str(&jwks2).expect("jwks json");
+    let kids: Vec<&str> = doc["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .filter_map(|k| k["kid"].as_str())
+        .collect();
+    assert_eq!(kids, ["e1", "e2"]);
+    assert!(!jwks2.contains("\"d\""), "a private key part in the JWKS");
+    let new = token_of_jwt(&preflight_grant(&s, "T1", IP_DE).await);
+    assert_eq!(pyjwt(&jwks2, &new).expect("new grant")["sub"], "T1");
+    pyjwt(&jwks2, &token).expect("the old grant still verifies");
+    let e = pyjwt(&jwks, &new).expect_err("the old JWKS lacks e2");
+    assert!(e.contains("e2"), "{e}");
+    s.stop().await;
+
+    // Without an Ed25519 key: no JWT in grants, no JWKS.
+    let plain = key_dir();
+    let s = TestServer::start(&grants_config(plain.path(), ""), world()).await;
+    assert_eq!(
+        get(s.public, "/.well-known/jwks.json", &[]).await.status,
+        404
+    );
+    assert!(
+        preflight_grant(&s, "T1", IP_DE).await["grant"]
+            .get("jwt")
+            .is_none()
+    );
+    s.stop().await;
+}
+
+fn token_of_jwt(v: &serde_json::Value) -> String {
+    v["grant"]["jwt"].as_str().expect("jwt").to_owned()
+}
