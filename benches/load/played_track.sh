@@ -7,6 +7,9 @@
 #                      (as deploy/nginx/grants.conf)
 #   hmac-grant     (c) segment URLs carry the preflight's HMAC grant; nginx still asks regiongate
 #                      (auth_request), whose fast path checks the signature instead of deciding
+#   hmac-cached    (c) with nginx caching regiongate's 200 for a grant for 10 s, keyed by track
+#                      and grant only (no address: the grant is the whole question), so
+#                      regiongate sees one subrequest per grant and 10 s, not one per segment
 #   ungated        nginx serving the same 61 requests (the preflight as a static file) with no gate
 #
 # The preflight of (a), (b), (c) goes through nginx to regiongate. Segments are small static
@@ -18,7 +21,7 @@
 # CPU time per played track (utime + stime of its process, /proc/PID/stat), with (a)/(c).
 #
 #   benches/load/played_track.sh
-#   DURATION=10s CONNS=32 THREADS=2 NGINX_PORT=18380 RG_PORT=18381 RG_ADMIN_PORT=18382 KEEP=0
+#   DURATION=10s CONNS=32 THREADS=2 NGINX_PORT=18380 RG_PORT=18391 RG_ADMIN_PORT=18392 KEEP=0
 #
 # Needs: cargo, nginx, wrk, curl, python3. Everything shares the machine's cores: a
 # comparison made under the same conditions, not a capacity figure.
@@ -30,8 +33,8 @@ THREADS=${THREADS:-2}
 CONNS=${CONNS:-32}
 DURATION=${DURATION:-10s}
 NGINX_PORT=${NGINX_PORT:-18380}
-RG_PORT=${RG_PORT:-18381}
-RG_ADMIN_PORT=${RG_ADMIN_PORT:-18382}
+RG_PORT=${RG_PORT:-18391}
+RG_ADMIN_PORT=${RG_ADMIN_PORT:-18392}
 KEEP=${KEEP:-0}
 TRACK=QZNW52400010
 LISTENER=193.99.144.80
@@ -43,6 +46,8 @@ NGINX=$(command -v nginx || true)
 for t in wrk curl python3 cargo; do command -v "$t" >/dev/null || die "$t not found"; done
 
 WORK=$(mktemp -d /tmp/regiongate-played.XXXXXX)
+# nginx workers (run as nobody when started as root) read the segments from here.
+chmod 755 "$WORK"
 NGINX_PID=""
 RG_PID=""
 stop() {
@@ -128,6 +133,37 @@ http {
             if (\$secure_link = "0") { return 410; }
         }
     }
+    # (c) with the authz answers to grants cached: key = track + grant (nothing personal).
+    map \$request_uri \$rg_grant_key {
+        "~^/audio/(?<t>[^/?]+)/[^?]*\\?(.*&)?rg_grant=(?<g>[^&]+)" "\$t|\$g";
+        default "";
+    }
+    proxy_cache_path $WORK/tmp/authz-cache levels=1:2 keys_zone=rg_grants:10m max_size=64m inactive=30s use_temp_path=off;
+    server {
+        listen 127.0.0.1:$((P + 3));
+        root $WORK/root;
+        location /v1/ {
+            proxy_pass http://regiongate; proxy_http_version 1.1; proxy_set_header Connection "";
+            proxy_set_header X-Forwarded-For \$http_x_listener;
+        }
+        location /audio/ { auth_request /_rg; }
+        location = /_rg {
+            internal;
+            proxy_pass http://regiongate/v1/authz; proxy_http_version 1.1;
+            proxy_set_header Connection ""; proxy_pass_request_body off;
+            proxy_set_header Content-Length ""; proxy_set_header X-Original-URI \$request_uri;
+            proxy_set_header X-Original-Method \$request_method;
+            proxy_set_header X-Forwarded-For \$http_x_listener;
+            proxy_cache rg_grants;
+            proxy_cache_key \$rg_grant_key;
+            proxy_cache_valid 200 10s;
+            proxy_ignore_headers Cache-Control Expires Set-Cookie;
+            proxy_cache_bypass \$rg_grant_nokey;
+            proxy_no_cache \$rg_grant_nokey;
+            proxy_cache_lock on;
+        }
+    }
+    map \$rg_grant_key \$rg_grant_nokey { "" 1; default 0; }
     # Ungated: the same 61 requests as static files.
     server {
         listen 127.0.0.1:$((P + 2));
@@ -160,6 +196,7 @@ check() {  # $1 port, $2 query, $3 expected status
     [ "$code" = "$3" ] || die "port $1 query '${2}': $code, expected $3"
 }
 check $((P + 0)) "" 200; check $((P + 0)) "$HMAC_Q" 200
+check $((P + 3)) "$HMAC_Q" 200; check $((P + 3)) "" 200
 check $((P + 1)) "$SL_Q" 200; check $((P + 1)) "" 403; check $((P + 2)) "" 200
 # The HMAC grant is checked without deciding: from nowhere (no X-Listener) it still passes.
 code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$P/audio/$TRACK/seg-1.mp4?$HMAC_Q")
@@ -184,6 +221,7 @@ echo "== runs: $DURATION each, $THREADS wrk threads, $CONNS connections"
 run auth-request $((P + 0)) -
 run secure-link $((P + 1)) "$SL_Q"
 run hmac-grant $((P + 0)) "$HMAC_Q"
+run hmac-cached $((P + 3)) "$HMAC_Q"
 run ungated $((P + 2)) -
 
 python3 - "$WORK/results.txt" "$TICK" <<'PY'
@@ -197,12 +235,15 @@ def cpu_per_track(r):
     return (int(r[3]) / tick) / tracks * 1e3 if tracks else 0.0
 print("| mode | req/s | played tracks/s | req/s vs ungated | regiongate CPU ms per played track | non-2xx |")
 print("|---|---:|---:|---:|---:|---:|")
-for name in ["auth-request", "secure-link", "hmac-grant", "ungated"]:
+for name in ["auth-request", "secure-link", "hmac-grant", "hmac-cached", "ungated"]:
     r = by[name]
     rps = float(r[2])
     print(f"| {name} | {rps:,.0f} | {rps / 61:,.0f} | {rps / base:.2f} | {cpu_per_track(r):.3f} | {r[4]} |")
 a, c = cpu_per_track(by["auth-request"]), cpu_per_track(by["hmac-grant"])
 if c:
     print(f"\nregiongate CPU per played track, auth-request / hmac-grant: {a / c:.1f}x")
+cc = cpu_per_track(by["hmac-cached"])
+if cc:
+    print(f"regiongate CPU per played track, auth-request / hmac-cached: {a / cc:.1f}x")
 print(f"ungated / secure-link end-to-end time: {base / float(by['secure-link'][2]):.2f}x")
 PY
