@@ -891,3 +891,109 @@ async fn jwt_grants_verify_with_pyjwt_against_the_served_jwks() {
 fn token_of_jwt(v: &serde_json::Value) -> String {
     v["grant"]["jwt"].as_str().expect("jwt").to_owned()
 }
+
+// ---- HMAC grants through the real nginx: deploy/nginx/nginx.conf, unchanged ------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_auth_request_passes_hmac_grants_without_a_decision() {
+    use crate::nginx::{
+        Procs, free_port, get as nginx_get, nginx_binary, start_origin, wait_until,
+    };
+    use std::process::{Command, Stdio};
+    const NGINX_CONF: &str = include_str!("../../deploy/nginx/nginx.conf");
+    let nginx = nginx_binary();
+    let keys = key_dir();
+    let s = TestServer::start(&grants_config(keys.path(), ""), world()).await;
+    let token = token_of(&preflight_grant(&s, "T1", IP_DE).await);
+
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().to_owned();
+    for d in ["logs", "tmp", "client-address.d"] {
+        std::fs::create_dir_all(dir.join(d)).expect("mkdir");
+    }
+    let (front, origin) = (free_port(), start_origin());
+    let conf_text = NGINX_CONF
+        .replace("__LISTEN__", &format!("127.0.0.1:{front}"))
+        .replace("__REGIONGATE__", &s.public.to_string())
+        .replace("__ORIGIN__", &format!("127.0.0.1:{origin}"));
+    write(&dir, "nginx.conf", &conf_text);
+    write(
+        &dir.join("client-address.d"),
+        "test.conf",
+        "set_real_ip_from 127.0.0.1;\nreal_ip_header X-Test-Client-IP;\n",
+    );
+    let conf = dir.join("nginx.conf");
+    let prefix = format!("{}/", dir.display());
+    let global = format!(
+        "daemon off; master_process off; pid {};",
+        dir.join("nginx.pid").display()
+    );
+    let mut procs = Procs {
+        children: Vec::new(),
+        logs: vec![dir.join("logs/error.log")],
+    };
+    let child = Command::new(&nginx)
+        .arg("-c")
+        .arg(&conf)
+        .args(["-p", &prefix, "-g", &global])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nginx starts");
+    procs.children.push(("nginx", child));
+    let results = tokio::task::spawn_blocking(move || {
+        wait_until("nginx listens", &mut procs, "nginx", || {
+            std::net::TcpStream::connect(("127.0.0.1", front)).is_ok()
+        });
+        let play = |path: String, ip: &str| nginx_get(front, &path, &[("X-Test-Client-IP", ip)]);
+        let out = vec![
+            // A listener in FR (T1 is DE only) with the DE listener's grant: through.
+            play(format!("/audio/T1/seg-1.mp4?rg_grant={token}"), IP_FR),
+            // Without a grant it is decided: denied (451 from nginx).
+            play("/audio/T1/seg-1.mp4".into(), IP_FR),
+            // The grant on another track: decided in full, denied.
+            play(format!("/audio/TFR/seg-1.mp4?rg_grant={token}"), IP_DE),
+            // An altered grant: decided, denied for FR.
+            play(format!("/audio/T1/seg-1.mp4?rg_grant={token}x"), IP_FR),
+        ];
+        drop(procs);
+        out
+    })
+    .await
+    .expect("nginx calls");
+    assert_eq!(results[0].status, 200, "{:?}", results[0]);
+    assert!(
+        results[0]
+            .body
+            .starts_with("origin /audio/T1/seg-1.mp4?rg_grant="),
+        "{:?}",
+        results[0]
+    );
+    assert!(
+        results[0].body.contains("x-regiongate-decision=allow"),
+        "{:?}",
+        results[0]
+    );
+    for r in &results[1..] {
+        assert_eq!(r.status, 451, "{r:?}");
+    }
+    let m = metrics(&s).await;
+    assert_eq!(
+        metric(
+            &m,
+            "regiongate_grants_verified_total",
+            &[("outcome", "valid")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "regiongate_grants_verified_total",
+            &[("outcome", "wrong_track")]
+        ),
+        1.0
+    );
+    s.stop().await;
+}
