@@ -33,7 +33,7 @@ shift || true
 parallel="${FUZZ_JOBS:-1}"
 # The two that load the default world first (the longest runs) lead, so that with FUZZ_JOBS=2
 # the short ones fill in around them.
-all_targets=(license_toml license_bulk hints forwarded route geojson config)
+all_targets=(license_toml license_bulk hints forwarded route geojson config grant_token)
 if [ "$#" -gt 0 ]; then targets=("$@"); else targets=("${all_targets[@]}"); fi
 case "$seconds" in
     '' | *[!0-9]*) echo "run.sh: SECONDS must be a whole number, got '$seconds'" >&2; exit 2 ;;

@@ -6,6 +6,11 @@
 
 use std::path::Path;
 
+/// How long a watched directory (the data directory, the grant keys) must be quiet before a
+/// watch-triggered reload: editors, `mv`, geoipupdate and the ConfigMap `..data` swap produce
+/// bursts of events.
+pub const DEBOUNCE: std::time::Duration = std::time::Duration::from_millis(400);
+
 /// The bytes of an input file: compiled in, read into memory, or memory-mapped.
 pub enum FileBytes {
     /// Compiled into the binary.

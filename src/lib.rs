@@ -23,11 +23,12 @@
 //! * The [`snapshot`] holds everything a decision reads and is built whole or not at all; its
 //!   problems are [`problem::Problem`]s naming the file, the feature or deal, and the reason.
 //!   [`filemap`] holds the bytes of its files (compiled in, read or mapped).
+//! * [`grant`]: signed playback grants issued with an allow and checked at the edge.
 //! * [`privacy`] holds the redacted types raw location data lives in.
 //!
 //! Modules use only those below them in this order (checked by `tests/it/layers.rs`):
 //! privacy, problem, headers, filemap; territory; license; locate; snapshot; decide, diff;
-//! route; config; gate; server.
+//! grant; route; config; gate; server.
 
 #![deny(unsafe_code)] // reviewed exceptions: filemap::map_open_file (memory-mapped CSV files while a snapshot is built), filemap::drop_pages (MADV_DONTNEED on read pages of such a mapping), filemap::release_freed_memory (malloc_trim)
 
@@ -36,6 +37,7 @@ pub mod decide;
 pub mod diff;
 pub mod filemap;
 pub mod gate;
+pub mod grant;
 pub mod headers;
 pub mod license;
 pub mod locate;

@@ -414,6 +414,19 @@ async fn serve(
         ),
         _ => None,
     };
+    // [grants] Watch the grant key directory on its own (keys also reload with the data).
+    let _key_watcher = match app.grants.settings() {
+        Some(g) if app.config.watch => {
+            let keys_app = app.clone();
+            Some(
+                regiongate::grant::keys::watch(&g.keys_dir, move || {
+                    keys_app.grants.reload_keys("key watch");
+                })
+                .with_context(|| format!("cannot watch {}", g.keys_dir.display()))?,
+            )
+        }
+        _ => None,
+    };
     let hup_app = app.clone();
     tokio::spawn(async move {
         let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())

@@ -35,6 +35,79 @@ struct RawConfig {
     admin: RawAdmin,
     #[serde(default)]
     report: RawReport,
+    #[serde(default)]
+    grants: RawGrants,
+}
+
+// ---- [grants]: playback grants (src/grant/), kept together -------------------------------
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawGrants {
+    keys_dir: Option<PathBuf>,
+    ttl_s: Option<u64>,
+    query_param: Option<String>,
+    bind_client_net: Option<bool>,
+    on_invalid: Option<crate::grant::OnInvalid>,
+    secure_link_prefix: Option<String>,
+    jwt_issuer: Option<String>,
+    jwt_audience: Option<String>,
+    sign_after_s: Option<u64>,
+}
+
+/// The `[grants]` section: off (`None`) without `keys_dir`; with it, the keys are read now
+/// and a bad key directory is an error naming `grants.keys_dir`.
+fn grant_settings(raw: RawGrants) -> Result<Option<crate::grant::GrantSettings>, ConfigError> {
+    use crate::grant::{GrantSettings, MAX_TTL, MIN_TTL, OnInvalid, keys::KeyRing};
+    let Some(keys_dir) = raw.keys_dir else {
+        return Ok(None);
+    };
+    let ttl = Duration::from_secs(raw.ttl_s.unwrap_or(300));
+    if !(MIN_TTL..=MAX_TTL).contains(&ttl) {
+        return Err(err(
+            "grants.ttl_s",
+            format!(
+                "must be between {} and {} seconds",
+                MIN_TTL.as_secs(),
+                MAX_TTL.as_secs()
+            ),
+        ));
+    }
+    let query_param = raw.query_param.unwrap_or_else(|| "rg_grant".into());
+    if query_param.is_empty()
+        || !query_param
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(err("grants.query_param", "1 or more of A-Z a-z 0-9 _ -"));
+    }
+    let secure_link_prefix = raw
+        .secure_link_prefix
+        .unwrap_or_else(|| "/audio/{track}/".into());
+    if !secure_link_prefix.starts_with('/') || secure_link_prefix.matches("{track}").count() != 1 {
+        return Err(err(
+            "grants.secure_link_prefix",
+            "a path starting with / holding {track} once",
+        ));
+    }
+    let sign_after = Duration::from_secs(raw.sign_after_s.unwrap_or(0));
+    if sign_after > Duration::from_secs(86_400) {
+        return Err(err("grants.sign_after_s", "at most 86400 (a day)"));
+    }
+    let initial_keys =
+        KeyRing::load(&keys_dir).map_err(|e| err("grants.keys_dir", e.to_string()))?;
+    Ok(Some(GrantSettings {
+        keys_dir,
+        ttl,
+        query_param,
+        bind_client_net: raw.bind_client_net.unwrap_or(false),
+        on_invalid: raw.on_invalid.unwrap_or(OnInvalid::Decide),
+        secure_link_prefix,
+        jwt_issuer: raw.jwt_issuer.unwrap_or_else(|| "regiongate".into()),
+        jwt_audience: raw.jwt_audience.unwrap_or_else(|| "playback".into()),
+        sign_after,
+        initial_keys: std::sync::Arc::new(initial_keys),
+    }))
 }
 
 #[derive(Deserialize, Default)]
@@ -546,6 +619,7 @@ impl Config {
                 }
                 None => None,
             },
+            grants: grant_settings(raw.grants)?,
         })
     }
 }

@@ -277,6 +277,8 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// Aggregate decision report: directory and retention in days (off when `None`).
     pub report: Option<(PathBuf, u32)>,
+    /// Playback grants (`[grants]`; off when `None`).
+    pub grants: Option<crate::grant::GrantSettings>,
 }
 
 /// Values given on the command line; they override the file and the environment.

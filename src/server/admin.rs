@@ -73,6 +73,8 @@ pub fn snapshot_report(app: &App) -> serde_json::Value {
         "ip_database": ip(&s.ip),
         "anonymizer_database": ip(&s.anonymizer),
         "last_reload": app.reload.last(),
+        // [grants] Key ids, kinds and ages only (src/grant/).
+        "grants": app.grants.report(),
     })
 }
 

@@ -37,12 +37,18 @@ pub const DECISION_HEADER: &str = "x-regiongate-decision";
 pub const TERRITORY_HEADER: &str = "x-regiongate-territory";
 /// The reason header.
 pub const REASON_HEADER: &str = "x-regiongate-reason";
+/// [grants] The header of a fresh HMAC grant on an allow (src/grant/).
+pub const GRANT_HEADER: &str = "x-regiongate-grant";
+/// [grants] The header naming why a presented grant was refused (when decided in full).
+pub const GRANT_STATUS_HEADER: &str = "x-regiongate-grant-status";
 
 // The same names as values that need no parsing when inserted (a `&str` name is parsed and
 // checked on every insert).
 const DECISION: HeaderName = HeaderName::from_static(DECISION_HEADER);
 const TERRITORY: HeaderName = HeaderName::from_static(TERRITORY_HEADER);
 const REASON: HeaderName = HeaderName::from_static(REASON_HEADER);
+const GRANT: HeaderName = HeaderName::from_static(GRANT_HEADER);
+const GRANT_STATUS: HeaderName = HeaderName::from_static(GRANT_STATUS_HEADER);
 
 // Header values known at compile time: a value made at run time from a `&str`, even a static
 // one, is checked byte by byte on every answer.
@@ -87,7 +93,9 @@ fn reason_value(reason: &'static str) -> Option<HeaderValue> {
     const NOT_A_TRACK_ROUTE: HeaderValue = HeaderValue::from_static("not_a_track_route");
     const BAD_USE: HeaderValue = HeaderValue::from_static("bad_use");
     const BAD_TIER: HeaderValue = HeaderValue::from_static("bad_tier");
+    const GRANT: HeaderValue = HeaderValue::from_static("grant");
     match reason {
+        "grant" => Some(GRANT),
         "not_playback" => Some(NOT_PLAYBACK),
         "not_a_track_route" => Some(NOT_A_TRACK_ROUTE),
         "bad_use" => Some(BAD_USE),
@@ -153,6 +161,9 @@ pub(super) struct Answer<'s> {
     reason: &'static str,
     reason_value: Option<HeaderValue>,
     territory: Option<&'s str>,
+    /// [grants] A fresh grant (allow), and why a presented one was refused.
+    grant: Option<HeaderValue>,
+    grant_status: Option<&'static str>,
 }
 
 /// An answer that is not a decision's (not playback, not a track route, bad use or tier).
@@ -168,6 +179,8 @@ fn answer<'s>(
         reason,
         reason_value: reason_value(reason),
         territory,
+        grant: None,
+        grant_status: None,
     })
 }
 
@@ -184,6 +197,8 @@ fn decided<'s>(
         reason: reason.as_str(),
         reason_value: REASON_VALUES.get(reason as usize).cloned(),
         territory,
+        grant: None,
+        grant_status: None,
     })
 }
 
@@ -207,6 +222,12 @@ fn respond(a: Answer<'_>, head: bool, mut headers: HeaderMap) -> Response<Body> 
     }
     if let Some(t) = a.territory.and_then(territory_value) {
         h.insert(TERRITORY, t);
+    }
+    if let Some(g) = a.grant {
+        h.insert(GRANT, g);
+    }
+    if let Some(s) = a.grant_status {
+        h.insert(GRANT_STATUS, HeaderValue::from_static(s));
     }
     h.insert(header::CACHE_CONTROL, PRIVATE_NO_STORE);
     r
@@ -245,6 +266,12 @@ pub(super) fn write_answer(
     }
     if let Some(t) = a.territory.and_then(territory_value) {
         line(out, &TERRITORY, t.as_bytes());
+    }
+    if let Some(g) = &a.grant {
+        line(out, &GRANT, g.as_bytes());
+    }
+    if let Some(s) = a.grant_status {
+        line(out, &GRANT_STATUS, s.as_bytes());
     }
     line(out, &header::CACHE_CONTROL, PRIVATE_NO_STORE.as_bytes());
     if let Some(v) = version {
@@ -390,21 +417,90 @@ pub(super) fn judge<'s, H: HeaderLines + ?Sized>(
             Unmatched::Deny => answer(cfg.deny_status, "deny", "not_a_track_route", None),
         };
     };
+    // [grants] A valid playback grant answers without deciding; a refused one is decided in
+    // full (or refused, `on_invalid = "deny"`). src/grant/verify.rs.
+    let mut grant_status = None;
+    if let Some(token) = app.grants.token_in(&original) {
+        let (use_type, tier) = match crate::gate::cdn_use_tier(
+            &app.config,
+            peer,
+            req.headers,
+            m.use_type.as_deref(),
+            m.tier.as_deref(),
+        ) {
+            Ok(x) => x,
+            Err(reason) => return answer(cfg.deny_status, "deny", reason, None),
+        };
+        let scope = crate::grant::Scope {
+            track: m.track.as_ref(),
+            use_type,
+            tier,
+        };
+        let client = crate::gate::client(&app.config, peer, req.headers);
+        match app.grants.verify(token, &scope, client.as_ref(), snap, now) {
+            Ok(()) => return answer(StatusCode::OK, "allow", "grant", None),
+            Err(r) if app.grants.deny_invalid() => {
+                return answer(cfg.deny_status, "deny", r.as_str(), None);
+            }
+            Err(r) => grant_status = Some(r.as_str()),
+        }
+    }
     let d = match super::decide_cdn(app, snap, Door::Authz, peer, req.headers, &m, now) {
         Ok(d) => d,
         Err(reason) => return answer(cfg.deny_status, "deny", reason, None),
     };
     let territory = d.territory.map(|t| snap.territories.code(t));
+    let with_grant = |mut a: Answer<'s>| {
+        a.grant_status = grant_status;
+        if d.verdict == Verdict::Allow && app.grants.settings().is_some() {
+            // [grants] A fresh HMAC grant for the segments that follow.
+            a.grant = grant_for(app, snap, peer, req.headers, &m, &d, now);
+        }
+        Ok(a)
+    };
     match d.verdict {
-        Verdict::Allow => decided(StatusCode::OK, "allow", d.reason, territory),
-        Verdict::Deny => decided(cfg.deny_status, "deny", d.reason, territory),
+        Verdict::Allow => {
+            decided(StatusCode::OK, "allow", d.reason, territory).and_then(with_grant)
+        }
+        Verdict::Deny => decided(cfg.deny_status, "deny", d.reason, territory).and_then(with_grant),
         Verdict::NeedPreciseLocation => decided(
             cfg.need_precise_status,
             "need_precise_location",
             d.reason,
             territory,
-        ),
+        )
+        .and_then(with_grant),
     }
+}
+
+/// [grants] The HMAC grant header value for an allowed auth subrequest.
+fn grant_for<H: HeaderLines + ?Sized>(
+    app: &App,
+    snap: &Snapshot,
+    peer: SocketAddr,
+    headers: &H,
+    m: &crate::route::RouteMatch<'_>,
+    d: &crate::decide::Decision,
+    now: DateTime<Utc>,
+) -> Option<HeaderValue> {
+    let (use_type, tier) = crate::gate::cdn_use_tier(
+        &app.config,
+        peer,
+        headers,
+        m.use_type.as_deref(),
+        m.tier.as_deref(),
+    )
+    .ok()?;
+    let scope = crate::grant::Scope {
+        track: m.track.as_ref(),
+        use_type,
+        tier,
+    };
+    let client = crate::gate::client(&app.config, peer, headers);
+    let token = app
+        .grants
+        .issue_token(&scope, client.as_ref(), snap, now, d.valid_until)?;
+    HeaderValue::from_str(&token).ok()
 }
 
 #[cfg(test)]

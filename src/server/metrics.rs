@@ -328,6 +328,8 @@ pub struct Metrics {
     data_version: IntGaugeVec,
     reloads: IntCounterVec,
     reload_seconds: Histogram,
+    /// Playback grant families (src/grant/).
+    pub grants: crate::grant::GrantMetrics,
 }
 
 impl Metrics {
@@ -432,7 +434,9 @@ impl Metrics {
         for r in ["ok", "failed"] {
             reloads.with_label_values(&[r]);
         }
+        let grants = crate::grant::GrantMetrics::register(&registry)?;
         Ok(Metrics {
+            grants,
             registry,
             hot,
             upstream_errors,

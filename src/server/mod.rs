@@ -120,6 +120,8 @@ pub struct App {
     pub reload: reload::ReloadState,
     /// Aggregate decision report, if configured.
     pub report: Option<report::Report>,
+    /// [grants] Playback grants: settings, keys in use (src/grant/).
+    pub grants: crate::grant::Grants,
     upstream: Option<proxy::Upstream>,
 }
 
@@ -132,7 +134,9 @@ impl App {
             .report
             .as_ref()
             .map(|(dir, days)| report::Report::new(dir.clone(), *days, &snapshot));
+        let grants = crate::grant::Grants::new(config.grants.clone(), metrics.grants.clone());
         Arc::new(App {
+            grants,
             config,
             snapshot: ArcSwap::from_pointee(snapshot),
             metrics,
@@ -374,7 +378,10 @@ fn finish(
 }
 
 fn is_api_path(app: &App, path: &str) -> bool {
-    path.starts_with("/v1/") || under_prefix(path, &app.config.authz.path_prefix)
+    path.starts_with("/v1/")
+        || under_prefix(path, &app.config.authz.path_prefix)
+        // [grants] The JWKS is regiongate's in proxy mode too.
+        || path == crate::grant::JWKS_PATH
 }
 
 /// `path` is `prefix` or below it (`prefix/...`).
@@ -398,6 +405,10 @@ fn route(
     }
     if path == "/v1/territory" {
         return (Door::Territory, preflight::territory(app, snap, peer, &req));
+    }
+    if path == crate::grant::JWKS_PATH {
+        // [grants] The public keys of the JWT grants (src/grant/).
+        return (Door::Other, preflight::jwks(app, &req));
     }
     if let Some(track) = path
         .strip_prefix("/v1/tracks/")

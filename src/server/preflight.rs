@@ -118,9 +118,10 @@ pub fn get(
         Ok(h) => h,
         Err((header, e)) => return bad_request(&header, &e.to_string()),
     };
+    let client = gate::client(&app.config, peer, req.headers());
     let x = Extracted {
         door: Door::Preflight,
-        client: gate::client(&app.config, peer, req.headers()),
+        client,
         hints,
         now,
     };
@@ -131,10 +132,49 @@ pub fn get(
     };
     let d = app.gate().pass(snap, x, &q);
     let until = valid_until(app, &d, now);
+    let mut body = decision_json(snap, &track, &d, until);
+    // [grants] A signed playback grant with an allow (src/grant/).
+    app.grants
+        .attach(&mut body, &grant_scope(&q), &d, client.as_ref(), snap, now);
     with_cache(
-        json_response(StatusCode::OK, &decision_json(snap, &track, &d, until)),
+        json_response(StatusCode::OK, &body),
         (until - now).num_seconds(),
     )
+}
+
+/// [grants] What a grant for question `q` is for.
+fn grant_scope<'a>(q: &Question<'a>) -> crate::grant::Scope<'a> {
+    crate::grant::Scope {
+        track: q.track,
+        use_type: q.use_type,
+        tier: q.tier,
+    }
+}
+
+/// [grants] `GET /.well-known/jwks.json`: the public keys of the JWT grants; 404 when there
+/// is no Ed25519 key.
+pub fn jwks(app: &App, req: &Request<Incoming>) -> Response<Body> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return json_response(StatusCode::METHOD_NOT_ALLOWED, &json!({"error": "use GET"}));
+    }
+    let Some(doc) = app.grants.jwks() else {
+        return json_response(
+            StatusCode::NOT_FOUND,
+            &json!({"error": "no JWT grant keys are configured"}),
+        );
+    };
+    let mut r = Response::new(super::full(doc));
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/jwk-set+json"),
+    );
+    // Short: a rotated key must reach verifiers (Envoy's remote_jwks cache) before it signs.
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    r
 }
 
 #[derive(Deserialize)]
@@ -345,7 +385,17 @@ pub async fn post(
         let d = gate.decide(snap, &case, &q);
         let until = valid_until(app, &d, now);
         min_age = min_age.min((until - now).num_seconds());
-        out.push(decision_json(snap, track, &d, until));
+        let mut one = decision_json(snap, track, &d, until);
+        // [grants] A signed playback grant with each allow (src/grant/).
+        app.grants.attach(
+            &mut one,
+            &grant_scope(&q),
+            &d,
+            case.client.as_ref(),
+            snap,
+            now,
+        );
+        out.push(one);
     }
     with_cache(
         json_response(StatusCode::OK, &json!({"decisions": out})),

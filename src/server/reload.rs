@@ -5,6 +5,7 @@
 //! instead of starting their own (no reload storms).
 
 use super::App;
+use crate::filemap::DEBOUNCE;
 use crate::snapshot::{DataSource, Snapshot, SnapshotError};
 use serde::Serialize;
 use std::sync::Arc;
@@ -93,6 +94,8 @@ pub async fn reload(app: &Arc<App>, trigger: &str) -> ReloadResult {
         }
         Err(e) => (("failed"), vec![format!("reload task failed: {e}")]),
     };
+    // [grants] Keys reload with the data (and on changes of their own directory).
+    app.grants.reload_keys(trigger);
     app.metrics
         .reload(result == "ok", started.elapsed().as_secs_f64());
     let r = ReloadResult {
@@ -110,10 +113,6 @@ pub async fn reload(app: &Arc<App>, trigger: &str) -> ReloadResult {
     }
     r
 }
-
-/// How long the data directory must be quiet before a watch-triggered reload: editors,
-/// `mv`, geoipupdate and the ConfigMap `..data` swap produce bursts of events.
-pub const DEBOUNCE: std::time::Duration = std::time::Duration::from_millis(400);
 
 /// A running watch of the data directory; dropping it stops watching.
 pub struct DirWatcher {

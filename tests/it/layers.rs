@@ -14,6 +14,7 @@ const LAYERS: &[&[&str]] = &[
     &["locate"],
     &["snapshot"],
     &["decide", "diff"],
+    &["grant"],
     &["route"],
     &["config"],
     &["gate"],

@@ -5,6 +5,7 @@ mod diff;
 mod disc;
 mod fast_path;
 mod faults;
+mod grants;
 mod layers;
 mod leak;
 mod licenses;

@@ -62,9 +62,9 @@ fn example_config_loads_and_documents_the_defaults() {
 
 /// Child processes killed when the test ends, passes or fails; their logs are printed on
 /// failure.
-struct Procs {
-    children: Vec<(&'static str, Child)>,
-    logs: Vec<PathBuf>,
+pub(crate) struct Procs {
+    pub(crate) children: Vec<(&'static str, Child)>,
+    pub(crate) logs: Vec<PathBuf>,
 }
 
 impl Drop for Procs {
@@ -93,7 +93,7 @@ impl Procs {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
@@ -101,7 +101,7 @@ fn free_port() -> u16 {
 }
 
 /// The nginx binary, or a failure that says how to get one.
-fn nginx_binary() -> PathBuf {
+pub(crate) fn nginx_binary() -> PathBuf {
     for cand in ["nginx", "/usr/sbin/nginx", "/usr/local/sbin/nginx"] {
         if Command::new(cand)
             .arg("-v")
@@ -119,14 +119,14 @@ fn nginx_binary() -> PathBuf {
 }
 
 #[derive(Debug)]
-struct Resp {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
+pub(crate) struct Resp {
+    pub(crate) status: u16,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: String,
 }
 
 impl Resp {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
@@ -153,7 +153,7 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
 }
 
 /// `GET path` on 127.0.0.1:port, one request per connection.
-fn get(port: u16, path: &str, headers: &[(&str, &str)]) -> Resp {
+pub(crate) fn get(port: u16, path: &str, headers: &[(&str, &str)]) -> Resp {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
@@ -198,7 +198,7 @@ fn get(port: u16, path: &str, headers: &[(&str, &str)]) -> Resp {
 
 /// The origin: answers every request with its path and the X-Regiongate-* headers it got.
 /// Keep-alive (nginx pools upstream connections).
-fn start_origin() -> u16 {
+pub(crate) fn start_origin() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("origin listens");
     let port = listener.local_addr().expect("addr").port();
     std::thread::spawn(move || {
@@ -244,7 +244,12 @@ fn start_origin() -> u16 {
     port
 }
 
-fn wait_until(what: &str, procs: &mut Procs, name: &str, mut ready: impl FnMut() -> bool) {
+pub(crate) fn wait_until(
+    what: &str,
+    procs: &mut Procs,
+    name: &str,
+    mut ready: impl FnMut() -> bool,
+) {
     let deadline = Instant::now() + Duration::from_secs(120);
     while !ready() {
         if let Ok(Some(st)) = procs.child(name).try_wait() {
@@ -276,7 +281,7 @@ fn nginx_conf(listen: u16, regiongate: u16, origin: u16) -> String {
     conf
 }
 
-fn write(path: &Path, text: &str) {
+pub(crate) fn write(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
 }
 

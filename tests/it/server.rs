@@ -31,7 +31,7 @@ use tokio::sync::{mpsc, oneshot};
 
 /// T1: DE only, on-demand streams; TP: DE, premium only; TFR: FR only; TGONE: taken down;
 /// TKNOWN: in the catalogue with no deal.
-const LICENSES: &str = r#"
+pub(crate) const LICENSES: &str = r#"
 [[track]]
 id = "TKNOWN"
 
@@ -57,7 +57,7 @@ deals = []
 "#;
 
 /// A catalogue in which T1 is licensed in FR instead of DE.
-const LICENSES_T1_MOVED: &str = r#"
+pub(crate) const LICENSES_T1_MOVED: &str = r#"
 [[dealset]]
 selector = { track = "T1" }
 updated = "2025-06-01"
@@ -87,7 +87,7 @@ fn city(country: &str, lat: f64, lon: f64, acc_km: u16) -> Value {
     ])
 }
 
-fn ip_db() -> Vec<u8> {
+pub(crate) fn ip_db() -> Vec<u8> {
     // A fixed build time (the writer stamps the current second otherwise): `world()` must
     // give the same data version each time it is called.
     let mut w = Writer::builder("GeoIP2-City")
@@ -108,7 +108,7 @@ fn ip_db() -> Vec<u8> {
     w.to_bytes().expect("mmdb bytes")
 }
 
-fn world_with(licenses: &str) -> Snapshot {
+pub(crate) fn world_with(licenses: &str) -> Snapshot {
     small_world(
         licenses,
         vec![("ip/geoip.mmdb", ip_db()), ("mcc-mnc.csv", MCC.to_vec())],
@@ -1829,7 +1829,7 @@ async fn admin_listener_reports_health_metrics_and_the_snapshot() {
 }
 
 /// Writes a small data directory: DE and FR and a licence file.
-fn write_data_dir(dir: &std::path::Path, licenses: &str) {
+pub(crate) fn write_data_dir(dir: &std::path::Path, licenses: &str) {
     let countries = collection(&[
         square_feature("DE", 0.0, 0.0, 10.0),
         square_feature("FR", 10.0, 0.0, 10.0),
@@ -1839,7 +1839,7 @@ fn write_data_dir(dir: &std::path::Path, licenses: &str) {
     std::fs::write(dir.join("licenses/test.toml"), licenses).expect("write");
 }
 
-async fn load_dir(dir: &std::path::Path) -> Snapshot {
+pub(crate) async fn load_dir(dir: &std::path::Path) -> Snapshot {
     let src = DataSource::Dir(dir.to_owned());
     tokio::task::spawn_blocking(move || Snapshot::load(&src))
         .await
