@@ -21,6 +21,7 @@
 #![deny(unsafe_code)] // reviewed exceptions: snapshot::map_file (memory-mapped CSV files while a snapshot is built), snapshot::drop_pages (MADV_DONTNEED on read pages of such a mapping), snapshot::release_freed_memory (malloc_trim)
 
 pub mod config;
+pub mod ddex;
 pub mod decide;
 pub mod diff;
 pub mod headers;

@@ -57,6 +57,27 @@ enum ImportCommand {
     /// Build the WiFi access-point database (wifi/aps.csv) from WiGLE CSV exports
     /// (WigleWifi-1.4 and later). SSIDs and observation times are not kept.
     Wigle(WigleArgs),
+    /// Build licence files (TOML, bulk CSV) from DDEX ERN 3.8/4.x messages
+    /// (NewReleaseMessage deals, PurgeReleaseMessage takedowns). Writes nothing unless every
+    /// message imports.
+    Ddex(DdexArgs),
+}
+
+#[derive(Args)]
+struct DdexArgs {
+    /// ERN message files, or directories of them (every *.xml file inside).
+    #[arg(required = true, value_name = "FILE|DIR")]
+    inputs: Vec<PathBuf>,
+    /// Directory to write (must not exist, or be empty): ddex.toml, and ddex-tracks.csv when
+    /// there are many track deal sets. Written whole beside it, then renamed into place.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Track deal sets above which they go to the bulk CSV file.
+    #[arg(long, default_value_t = regiongate::ddex::write::DEFAULT_BULK_OVER, value_name = "N")]
+    bulk_over: usize,
+    /// Print a JSON report on stdout (also on failure).
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -207,6 +228,7 @@ fn main() -> ExitCode {
         Command::Validate(a) => run_validate(&cli, a),
         Command::Diff(a) => run_diff(a),
         Command::Import(ImportCommand::Wigle(a)) => run_import_wigle(a),
+        Command::Import(ImportCommand::Ddex(a)) => run_import_ddex(&cli, a),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -716,6 +738,107 @@ fn run_import_wigle(a: &WigleArgs) -> Result<u8, Exit> {
         stats.rows,
         stats.skipped
     );
+    Ok(0)
+}
+
+/// The message files named: files as given, directories' `*.xml` files in name order.
+fn ddex_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for p in inputs {
+        if p.is_dir() {
+            let mut inside: Vec<PathBuf> = std::fs::read_dir(p)
+                .with_context(|| p.display().to_string())?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| f.extension().is_some_and(|x| x == "xml") && f.is_file())
+                .collect();
+            inside.sort();
+            files.extend(inside);
+        } else {
+            files.push(p.clone());
+        }
+    }
+    Ok(files)
+}
+
+fn run_import_ddex(cli: &Cli, a: &DdexArgs) -> Result<u8, Exit> {
+    use regiongate::ddex::{self, DdexError, write};
+    let fail = |e: DdexError| {
+        if a.json {
+            println!("{}", json!({"ok": false, "error": e.to_json()}));
+        }
+        bad_input(e.into())
+    };
+    let files = ddex_inputs(&a.inputs).map_err(bad_input)?;
+    if files.is_empty() {
+        return Err(bad_input(anyhow::anyhow!("no *.xml message files found")));
+    }
+    let snap = load(&cli.regions)?;
+    let mut messages = Vec::with_capacity(files.len());
+    for f in &files {
+        let name = f.display().to_string();
+        let file = std::fs::File::open(f).map_err(|source| {
+            fail(DdexError::Io {
+                file: name.clone(),
+                source,
+            })
+        })?;
+        let m =
+            ddex::parse(&name, std::io::BufReader::with_capacity(1 << 16, file)).map_err(fail)?;
+        m.check_territories(&snap.territories, &snap.groups)
+            .map_err(fail)?;
+        messages.push(m);
+    }
+    let imp = ddex::Import::merge(messages).map_err(fail)?;
+    let rendered = write::render(&imp, a.bulk_over);
+    if let Err(problems) = write::check(&rendered, &snap.territories, &snap.groups) {
+        let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        return Err(Exit(
+            1,
+            anyhow::anyhow!(
+                "internal error: the written files would not load: {}",
+                list.join("; ")
+            ),
+        ));
+    }
+    write::write_dir(&a.out, &rendered.files)
+        .map_err(|e| Exit(1, anyhow::anyhow!("{}: {e}", a.out.display())))?;
+    let written: Vec<String> = rendered
+        .files
+        .iter()
+        .map(|(n, _)| a.out.join(n).display().to_string())
+        .collect();
+    if a.json {
+        println!(
+            "{}",
+            json!({
+                "ok": true,
+                "out": a.out.display().to_string(),
+                "files": written,
+                "messages": imp.messages,
+                "tracks": rendered.tracks,
+                "deals": rendered.deals,
+                "dealsets": rendered.dealsets,
+                "takedowns": rendered.takedowns,
+                "ignored": imp.ignored,
+            })
+        );
+    } else {
+        for i in &imp.ignored {
+            eprintln!(
+                "regiongate: {}: {} (x{}): {}",
+                i.file, i.element, i.count, i.reason
+            );
+        }
+        eprintln!(
+            "{}: {} message(s), {} deal set(s) ({} takedown(s)), {} deal(s), {} track(s)",
+            a.out.display(),
+            imp.messages.len(),
+            rendered.dealsets,
+            rendered.takedowns,
+            rendered.deals,
+            rendered.tracks
+        );
+    }
     Ok(0)
 }
 

@@ -1,6 +1,7 @@
 //! The integration test binary: one binary, one `util` module, a module per area.
 
 mod cli;
+mod ddex;
 mod diff;
 mod disc;
 mod fast_path;
