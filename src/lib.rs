@@ -29,6 +29,7 @@ pub mod license;
 pub mod locate;
 pub mod privacy;
 pub mod problem;
+pub mod progress;
 pub mod server;
 pub mod snapshot;
 pub mod territory;

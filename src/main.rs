@@ -13,6 +13,7 @@ use regiongate::locate::{self, hints};
 use regiongate::privacy::ClientIp;
 use regiongate::privacy::GpsPoint;
 use regiongate::problem::Problem;
+use regiongate::progress::{Progress, Unit};
 use regiongate::server::App;
 use regiongate::server::metrics::Metrics;
 use regiongate::{DataSource, Snapshot, SnapshotError};
@@ -31,6 +32,9 @@ struct Cli {
     /// Data directory (territories, groups, licences); default: the embedded regions/.
     #[arg(long, global = true, value_name = "DIR")]
     regions: Option<PathBuf>,
+    /// No progress display on stderr (it is shown only when stderr is a terminal).
+    #[arg(long, short, global = true)]
+    quiet: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -226,7 +230,7 @@ fn main() -> ExitCode {
         Command::Where(a) => run_where(&cli, a),
         Command::Check(a) => run_check(&cli, a),
         Command::Validate(a) => run_validate(&cli, a),
-        Command::Diff(a) => run_diff(a),
+        Command::Diff(a) => run_diff(&cli, a),
         Command::Import(ImportCommand::Wigle(a)) => run_import_wigle(a),
         Command::Import(ImportCommand::Ddex(a)) => run_import_ddex(&cli, a),
     };
@@ -502,7 +506,9 @@ fn bad_input(e: anyhow::Error) -> Exit {
 }
 
 fn run_where(cli: &Cli, a: &WhereArgs) -> Result<u8, Exit> {
+    let loading = Progress::spinner("loading the data", !a.batch || cli.quiet);
     let snap = load(&cli.regions)?;
+    loading.finish();
     if !a.batch {
         let (Some(lat), Some(lon)) = (a.lat, a.lon) else {
             return Err(bad_input(anyhow::anyhow!("--lat and --lon are required")));
@@ -514,12 +520,20 @@ fn run_where(cli: &Cli, a: &WhereArgs) -> Result<u8, Exit> {
         }
         return Ok(0);
     }
-    batch(&snap).map_err(|e| Exit(1, e))
+    // Redirected from a file, stdin has a size: a bar with an ETA; a pipe gets a counter.
+    let total = std::fs::metadata("/dev/stdin")
+        .ok()
+        .filter(std::fs::Metadata::is_file)
+        .map(|m| m.len());
+    let progress = Progress::new("where --batch", total, Unit::Bytes, cli.quiet);
+    let r = batch(&snap, &progress).map_err(|e| Exit(1, e));
+    progress.finish();
+    r
 }
 
 /// Streams `lat,lon` lines to `lat,lon,country,territories` lines in constant memory.
-fn batch(snap: &Snapshot) -> Result<u8> {
-    let stdin = std::io::stdin().lock();
+fn batch(snap: &Snapshot, progress: &Progress) -> Result<u8> {
+    let stdin = progress.reader(std::io::stdin().lock());
     let mut out = BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     let mut bad = 0u64;
     let mut line = String::new();
@@ -772,7 +786,20 @@ fn run_import_ddex(cli: &Cli, a: &DdexArgs) -> Result<u8, Exit> {
     if files.is_empty() {
         return Err(bad_input(anyhow::anyhow!("no *.xml message files found")));
     }
+    let loading = Progress::spinner("loading the data", cli.quiet);
     let snap = load(&cli.regions)?;
+    loading.finish();
+    let total = files
+        .iter()
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum();
+    let progress = Progress::new("import ddex", Some(total), Unit::Bytes, cli.quiet);
+    // The bar is cleared before an error is printed.
+    let fail = |e: DdexError| {
+        progress.finish();
+        fail(e)
+    };
     let mut messages = Vec::with_capacity(files.len());
     for f in &files {
         let name = f.display().to_string();
@@ -782,12 +809,13 @@ fn run_import_ddex(cli: &Cli, a: &DdexArgs) -> Result<u8, Exit> {
                 source,
             })
         })?;
-        let m =
-            ddex::parse(&name, std::io::BufReader::with_capacity(1 << 16, file)).map_err(fail)?;
+        let read = std::io::BufReader::with_capacity(1 << 16, progress.reader(file));
+        let m = ddex::parse(&name, read).map_err(fail)?;
         m.check_territories(&snap.territories, &snap.groups)
             .map_err(fail)?;
         messages.push(m);
     }
+    progress.finish();
     let imp = ddex::Import::merge(messages).map_err(fail)?;
     let rendered = write::render(&imp, a.bulk_over);
     if let Err(problems) = write::check(&rendered, &snap.territories, &snap.groups) {
@@ -842,10 +870,23 @@ fn run_import_ddex(cli: &Cli, a: &DdexArgs) -> Result<u8, Exit> {
     Ok(0)
 }
 
-fn run_diff(a: &DiffArgs) -> Result<u8, Exit> {
+fn run_diff(cli: &Cli, a: &DiffArgs) -> Result<u8, Exit> {
+    let loading = Progress::spinner(&format!("loading {}", a.old.display()), cli.quiet);
     let old = load(&Some(a.old.clone()))?;
+    loading.label(&format!("loading {}", a.new.display()));
     let new = load(&Some(a.new.clone()))?;
-    let d = regiongate::diff::diff(&old, &new, a.at.unwrap_or_else(Utc::now));
+    loading.finish();
+    let progress = Progress::new(
+        "diff: selectors",
+        Some(regiongate::diff::selector_count(&old, &new)),
+        Unit::Items,
+        cli.quiet,
+    );
+    let d =
+        regiongate::diff::diff_with_progress(&old, &new, a.at.unwrap_or_else(Utc::now), &|| {
+            progress.inc(1)
+        });
+    progress.finish();
     if a.json {
         println!(
             "{}",
@@ -859,7 +900,13 @@ fn run_diff(a: &DiffArgs) -> Result<u8, Exit> {
 
 fn run_validate(cli: &Cli, a: &ValidateArgs) -> Result<u8, Exit> {
     let dir = a.dir.clone().or_else(|| cli.regions.clone());
+    let what = dir.as_ref().map_or_else(
+        || "validate: loading the embedded data".to_owned(),
+        |d| format!("validate: loading and checking {}", d.display()),
+    );
+    let loading = Progress::spinner(&what, cli.quiet);
     let result = Snapshot::load(&source(&dir));
+    loading.finish();
     let (ok, problems, summary) = match &result {
         Ok(s) => {
             let st = s.index.stats();

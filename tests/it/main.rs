@@ -10,6 +10,7 @@ mod leak;
 mod licenses;
 mod locate;
 mod nginx;
+mod progress;
 mod reload;
 mod server;
 mod sync;
