@@ -27,6 +27,7 @@ pub mod diff;
 pub mod headers;
 pub mod license;
 pub mod locate;
+pub mod map;
 pub mod privacy;
 pub mod problem;
 pub mod progress;

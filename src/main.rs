@@ -51,6 +51,8 @@ enum Command {
     Validate(ValidateArgs),
     /// Show what a change of data directory does: rights gained and lost, polygons changed.
     Diff(DiffArgs),
+    /// Draw the world as SVG coloured by where a track may be played.
+    Map(MapArgs),
     /// Build data files from other formats.
     #[command(subcommand)]
     Import(ImportCommand),
@@ -200,6 +202,31 @@ struct DiffArgs {
     /// Detail lines per part in the text report.
     #[arg(long, default_value_t = 50)]
     limit: usize,
+    /// Also write a world map (SVG) coloured by territories gained and lost.
+    #[arg(long, value_name = "FILE.svg")]
+    map: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct MapArgs {
+    /// Track id (ISRC or platform id).
+    #[arg(long)]
+    track: String,
+    /// Decide as of this RFC 3339 time instead of now.
+    #[arg(long)]
+    at: Option<DateTime<Utc>>,
+    /// Use type: on_demand_stream, non_interactive_stream or download.
+    #[arg(long = "use", default_value = "on_demand_stream")]
+    use_type: UseType,
+    /// Listener tier: free or premium.
+    #[arg(long, default_value = "premium")]
+    tier: Tier,
+    /// The SVG file to write.
+    #[arg(long, value_name = "FILE.svg")]
+    out: PathBuf,
+    /// Print the countries by decision as JSON on stdout.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -231,6 +258,7 @@ fn main() -> ExitCode {
         Command::Check(a) => run_check(&cli, a),
         Command::Validate(a) => run_validate(&cli, a),
         Command::Diff(a) => run_diff(&cli, a),
+        Command::Map(a) => run_map(&cli, a),
         Command::Import(ImportCommand::Wigle(a)) => run_import_wigle(a),
         Command::Import(ImportCommand::Ddex(a)) => run_import_ddex(&cli, a),
     };
@@ -870,6 +898,68 @@ fn run_import_ddex(cli: &Cli, a: &DdexArgs) -> Result<u8, Exit> {
     Ok(0)
 }
 
+/// Writes a file beside its target, then renames it into place.
+fn write_whole(path: &std::path::Path, bytes: &[u8]) -> Result<(), Exit> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp~");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, bytes)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| Exit(1, anyhow::anyhow!("{}: {e}", path.display())))
+}
+
+fn load_world(dir: &Option<PathBuf>) -> Result<regiongate::map::World, Exit> {
+    regiongate::map::World::load(&source(dir)).map_err(|e| {
+        Exit(
+            3,
+            anyhow::Error::new(e).context("cannot read the map geometry"),
+        )
+    })
+}
+
+fn run_map(cli: &Cli, a: &MapArgs) -> Result<u8, Exit> {
+    use regiongate::map;
+    let loading = Progress::spinner("loading the data", cli.quiet);
+    let snap = load(&cli.regions)?;
+    let world = load_world(&cli.regions)?;
+    loading.finish();
+    let at = a.at.unwrap_or_else(Utc::now);
+    let q = Question {
+        track: &a.track,
+        use_type: a.use_type,
+        tier: a.tier,
+    };
+    let c = map::track_colouring(&world, &snap, &q, at);
+    write_whole(&a.out, map::svg(&world, &c).as_bytes())?;
+    let by = |s: map::Shade| {
+        c.by_code
+            .iter()
+            .filter(|(_, (t, _))| *t == s)
+            .map(|(k, _)| k.as_str())
+            .collect::<Vec<_>>()
+    };
+    if a.json {
+        println!(
+            "{}",
+            json!({
+                "track": a.track, "use": a.use_type.as_str(), "tier": a.tier.as_str(),
+                "at": at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                "data_version": snap.version, "out": a.out.display().to_string(),
+                "playable": by(map::Shade::Allow), "not_playable": by(map::Shade::Deny),
+                "not_in_data": by(map::Shade::NoData),
+            })
+        );
+    } else {
+        eprintln!(
+            "{}: {} countries playable, {} not",
+            a.out.display(),
+            by(map::Shade::Allow).len(),
+            by(map::Shade::Deny).len()
+        );
+    }
+    Ok(0)
+}
+
 fn run_diff(cli: &Cli, a: &DiffArgs) -> Result<u8, Exit> {
     let loading = Progress::spinner(&format!("loading {}", a.old.display()), cli.quiet);
     let old = load(&Some(a.old.clone()))?;
@@ -887,6 +977,11 @@ fn run_diff(cli: &Cli, a: &DiffArgs) -> Result<u8, Exit> {
             progress.inc(1)
         });
     progress.finish();
+    if let Some(path) = &a.map {
+        let world = load_world(&Some(a.new.clone()))?;
+        let c = regiongate::map::diff_colouring(&world, &d);
+        write_whole(path, regiongate::map::svg(&world, &c).as_bytes())?;
+    }
     if a.json {
         println!(
             "{}",
