@@ -9,6 +9,7 @@ mod faults;
 mod leak;
 mod licenses;
 mod locate;
+mod map;
 mod nginx;
 mod progress;
 mod reload;
