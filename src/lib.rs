@@ -17,6 +17,9 @@
 //! * The [`snapshot`] holds everything a decision reads and is built whole or not at all; its
 //!   problems are [`problem::Problem`]s naming the file, the feature or deal, and the reason.
 //! * [`privacy`] holds the redacted types raw location data lives in.
+//! * Licence operations, off the request path: [`ddex`] turns DDEX ERN messages into licence
+//!   files, [`map`] draws where a track is playable (CLI and admin page), [`progress`] shows
+//!   long CLI work on a terminal.
 
 #![deny(unsafe_code)] // reviewed exceptions: snapshot::map_file (memory-mapped CSV files while a snapshot is built), snapshot::drop_pages (MADV_DONTNEED on read pages of such a mapping), snapshot::release_freed_memory (malloc_trim)
 
