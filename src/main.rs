@@ -838,9 +838,7 @@ fn run_import_ddex(cli: &Cli, a: &DdexArgs) -> Result<u8, Exit> {
             })
         })?;
         let read = std::io::BufReader::with_capacity(1 << 16, progress.reader(file));
-        let m = ddex::parse(&name, read).map_err(fail)?;
-        m.check_territories(&snap.territories, &snap.groups)
-            .map_err(fail)?;
+        let m = ddex::parse_checked(&name, read, &snap.territories, &snap.groups).map_err(fail)?;
         messages.push(m);
     }
     progress.finish();

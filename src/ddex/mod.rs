@@ -283,8 +283,32 @@ const READ_SECTIONS: [&str; 5] = [
 /// [`DdexError::Xml`] for XML that is not well-formed, [`DdexError::Refused`] for a wrong
 /// namespace, an ERN version not in [`SUPPORTED_VERSIONS`], or a deal that cannot be
 /// expressed (naming the element and the reason). Territory codes are checked by
-/// [`Message::check_territories`].
+/// [`parse_checked`].
 pub fn parse<R: BufRead>(file: &str, input: R) -> Result<Message, DdexError> {
+    parse_with(file, input, &|_| true)
+}
+
+/// [`parse`], checking every territory code with `known` as it is read, so an unknown code is
+/// refused with the path of its element (`.../DealTerms/TerritoryCode[2]`).
+///
+/// # Errors
+/// As [`parse`], and [`DdexError::Refused`] for a code `known` refuses.
+pub fn parse_checked<R: BufRead>(
+    file: &str,
+    input: R,
+    territories: &Territories,
+    groups: &Groups,
+) -> Result<Message, DdexError> {
+    parse_with(file, input, &|c| {
+        territories.id(c).is_some() || groups.get(c).is_some()
+    })
+}
+
+fn parse_with<R: BufRead>(
+    file: &str,
+    input: R,
+    known: &dyn Fn(&str) -> bool,
+) -> Result<Message, DdexError> {
     let mut reader = quick_xml::reader::NsReader::from_reader(input);
     // Text is trimmed per element at its end: trimming each event would eat the spaces
     // around an entity (`Records &amp; Co`).
@@ -393,7 +417,7 @@ pub fn parse<R: BufRead>(file: &str, input: R) -> Result<Message, DdexError> {
             reason: "no root element".into(),
         });
     };
-    finish(file, kind, version, g)
+    finish(file, kind, version, g, known)
 }
 
 fn check_root(
@@ -685,6 +709,7 @@ fn finish(
     kind: MessageKind,
     version: String,
     mut g: Gathered,
+    known: &dyn Fn(&str) -> bool,
 ) -> Result<Message, DdexError> {
     let root = match kind {
         MessageKind::NewRelease => "/NewReleaseMessage",
@@ -786,7 +811,7 @@ fn finish(
         }
         let mut terms = Vec::new();
         for d in &rd.deals {
-            if let Some(t) = deal_terms(file, d, &mut g)? {
+            if let Some(t) = deal_terms(file, d, &mut g, known)? {
                 terms.push(t);
             }
         }
@@ -826,10 +851,24 @@ fn finish(
 
 /// One `Deal` in licence terms; `None` for a takedown deal (its territories lose the rights,
 /// which the replace-all rule of deal sets already does).
-fn deal_terms(file: &str, d: &RawDeal, g: &mut Gathered) -> Result<Option<DealTerms>, DdexError> {
+fn deal_terms(
+    file: &str,
+    d: &RawDeal,
+    g: &mut Gathered,
+    known: &dyn Fn(&str) -> bool,
+) -> Result<Option<DealTerms>, DdexError> {
     let terms = format!("{}/DealTerms", d.path);
     if d.takedown {
         return Ok(None);
+    }
+    for (path, c) in d.territories.iter().chain(&d.excluded) {
+        if !c.eq_ignore_ascii_case("Worldwide") && !known(c) {
+            return Err(DdexError::refused(
+                file,
+                path,
+                format!("unknown territory {c:?} (not a territory, group or TIS code of the data)"),
+            ));
+        }
     }
     let code = |c: &str| {
         if c.eq_ignore_ascii_case("Worldwide") {
@@ -955,42 +994,6 @@ fn strip_indexes(p: &str) -> String {
         }
     }
     out
-}
-
-impl Message {
-    /// Checks every territory code against the data's territories and groups (a TIS alias of a
-    /// group counts).
-    ///
-    /// # Errors
-    /// [`DdexError::Refused`] naming the first unknown code.
-    pub fn check_territories(
-        &self,
-        territories: &Territories,
-        groups: &Groups,
-    ) -> Result<(), DdexError> {
-        for (target, set) in &self.deals {
-            for d in set {
-                let (Scope::Include(list) | Scope::Exclude(list)) = &d.territories;
-                for c in list {
-                    if territories.id(c).is_none() && groups.get(c).is_none() {
-                        let el = match d.territories {
-                            Scope::Include(_) => "TerritoryCode",
-                            Scope::Exclude(_) => "ExcludedTerritoryCode",
-                        };
-                        let what = target.describe();
-                        return Err(DdexError::refused(
-                            &self.file,
-                            format!("/NewReleaseMessage/DealList/ReleaseDeal/Deal/DealTerms/{el}"),
-                            format!(
-                                "unknown territory {c:?} in a deal for {what} (not a territory, group or TIS code of the data)"
-                            ),
-                        ));
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
 }
 
 /// Several messages merged: per target, the deal set of the newest message.

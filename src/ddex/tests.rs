@@ -409,21 +409,34 @@ fn many_track_deal_sets_go_to_the_bulk_csv() {
 }
 
 #[test]
-fn unknown_territories_are_refused_with_the_code() {
+fn unknown_territories_are_refused_with_the_element_and_the_code() {
     let s = world(Vec::new());
-    let m = ok("x.xml", &RELEASE.replace(">IR<", ">XX<"));
-    let e = m
-        .check_territories(&s.territories, &s.groups)
-        .expect_err("XX");
+    let e = parse_checked(
+        "x.xml",
+        RELEASE.replace(">AT<", ">XX<").as_bytes(),
+        &s.territories,
+        &s.groups,
+    )
+    .expect_err("XX");
+    assert_eq!(
+        e.to_string(),
+        "x.xml: /NewReleaseMessage/DealList/ReleaseDeal[1]/Deal[2]/DealTerms/TerritoryCode[2]: \
+         unknown territory \"XX\" (not a territory, group or TIS code of the data)"
+    );
+    let e = parse_checked(
+        "x.xml",
+        RELEASE.replace(">IR<", ">2999<").as_bytes(),
+        &s.territories,
+        &s.groups,
+    )
+    .expect_err("2999");
     assert!(
-        e.to_string().contains(
-            "ExcludedTerritoryCode: unknown territory \"XX\" in a deal for release 5012345678900"
-        ),
+        e.to_string()
+            .contains("ExcludedTerritoryCode[2]: unknown territory \"2999\""),
         "{e}"
     );
-    ok("r.xml", RELEASE)
-        .check_territories(&s.territories, &s.groups)
-        .expect("all known");
+    parse_checked("r.xml", RELEASE.as_bytes(), &s.territories, &s.groups).expect("all known");
+    parse_checked("u.xml", UPDATE.as_bytes(), &s.territories, &s.groups).expect("TIS 2123 is EU");
 }
 
 #[test]

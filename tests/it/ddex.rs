@@ -135,7 +135,7 @@ fn a_broken_message_writes_nothing_and_names_file_element_and_reason() {
         (
             "territory.xml",
             good.replace(">AT<", ">ZZ<"),
-            "DealTerms/TerritoryCode: unknown territory \"ZZ\"",
+            "/DealTerms/TerritoryCode[2]: unknown territory \"ZZ\"",
         ),
     ];
     for (name, text, expected) in cases {
