@@ -240,11 +240,13 @@ struct RawDeal {
     takedown: bool,
 }
 
+/// A `ReleaseDeal` being read: its deals are turned into [`DealTerms`] as each `Deal` ends,
+/// so the element paths kept for errors live only while that deal is read.
 #[derive(Default)]
 struct RawReleaseDeal {
     path: String,
     refs: Vec<String>,
-    deals: Vec<RawDeal>,
+    terms: Vec<DealTerms>,
 }
 
 /// Everything gathered while streaming, before it is checked.
@@ -364,12 +366,12 @@ fn parse_with<R: BufRead>(
                 text.clear();
                 on_start(&mut g, &stack);
                 if empty {
-                    on_end(file, &mut g, &stack, "")?;
+                    on_end(file, &mut g, &stack, "", known)?;
                     stack.pop();
                 }
             }
             Event::End(_) => {
-                on_end(file, &mut g, &stack, text.trim())?;
+                on_end(file, &mut g, &stack, text.trim(), known)?;
                 text.clear();
                 stack.pop();
             }
@@ -417,7 +419,7 @@ fn parse_with<R: BufRead>(
             reason: "no root element".into(),
         });
     };
-    finish(file, kind, version, g, known)
+    finish(file, kind, version, g)
 }
 
 fn check_root(
@@ -551,7 +553,13 @@ fn ignore(g: &mut Gathered, stack: &[Frame], reason: &str) {
         .or_insert(0) += 1;
 }
 
-fn on_end(file: &str, g: &mut Gathered, stack: &[Frame], text: &str) -> Result<(), DdexError> {
+fn on_end(
+    file: &str,
+    g: &mut Gathered,
+    stack: &[Frame],
+    text: &str,
+    known: &dyn Fn(&str) -> bool,
+) -> Result<(), DdexError> {
     let n = names(stack);
     let val = || (stack_path(stack), text.to_owned());
     match n.as_slice() {
@@ -615,8 +623,12 @@ fn on_end(file: &str, g: &mut Gathered, stack: &[Frame], text: &str) -> Result<(
             }
         }
         ["DealList", "ReleaseDeal", "Deal"] => {
-            if let (Some(rd), Some(d)) = (g.release_deal.as_mut(), g.deal.take()) {
-                rd.deals.push(d);
+            if let Some(d) = g.deal.take()
+                && let Some(t) = deal_terms(file, &d, g, known)?
+                && let Some(rd) = g.release_deal.as_mut()
+                && !rd.terms.contains(&t)
+            {
+                rd.terms.push(t);
             }
         }
         ["DealList", "ReleaseDeal"] => {
@@ -709,7 +721,6 @@ fn finish(
     kind: MessageKind,
     version: String,
     mut g: Gathered,
-    known: &dyn Fn(&str) -> bool,
 ) -> Result<Message, DdexError> {
     let root = match kind {
         MessageKind::NewRelease => "/NewReleaseMessage",
@@ -809,12 +820,7 @@ fn finish(
                 "missing: a deal must name the release it licenses",
             ));
         }
-        let mut terms = Vec::new();
-        for d in &rd.deals {
-            if let Some(t) = deal_terms(file, d, &mut g, known)? {
-                terms.push(t);
-            }
-        }
+        let terms = rd.terms;
         for (i, r) in rd.refs.iter().enumerate() {
             let el = format!("{}/DealReleaseReference[{}]", rd.path, i + 1);
             let target = match targets.get(r) {
@@ -1049,27 +1055,33 @@ impl Import {
     /// # Errors
     /// [`DdexError::Refused`] when two messages created at the same time give one target
     /// different deals (which one is current cannot be told).
-    pub fn merge(messages: Vec<Message>) -> Result<Import, DdexError> {
-        let mut order: Vec<&Message> = messages.iter().collect();
+    pub fn merge(mut messages: Vec<Message>) -> Result<Import, DdexError> {
         // Stable: messages created at the same instant keep the order given.
-        order.sort_by_key(|m| m.created);
+        let mut order: Vec<usize> = (0..messages.len()).collect();
+        order.sort_by_key(|&i| messages[i].created);
+        let targets: Vec<Vec<Target>> = messages
+            .iter()
+            .map(|m| m.deals.keys().cloned().collect())
+            .collect();
         let mut imp = Import::default();
-        for m in order {
+        for &i in &order {
+            let m = &mut messages[i];
             // A newer message's facts win field by field: an update that omits the label
             // keeps the one an earlier message gave.
-            for (isrc, (release, label)) in &m.tracks {
-                let e = imp.tracks.entry(isrc.clone()).or_default();
+            for (isrc, (release, label)) in std::mem::take(&mut m.tracks) {
+                let e = imp.tracks.entry(isrc).or_default();
                 if release.is_some() {
-                    e.0 = release.clone();
+                    e.0 = release;
                 }
                 if label.is_some() {
-                    e.1 = label.clone();
+                    e.1 = label;
                 }
             }
-            for (target, deals) in &m.deals {
-                if let Some(w) = imp.deals.get(target)
+            // Moved, not copied: a large message's deals are held once.
+            for (target, deals) in std::mem::take(&mut m.deals) {
+                if let Some(w) = imp.deals.get(&target)
                     && w.created == m.created
-                    && &w.deals != deals
+                    && w.deals != deals
                 {
                     return Err(DdexError::refused(
                         &m.file,
@@ -1084,9 +1096,9 @@ impl Import {
                     ));
                 }
                 imp.deals.insert(
-                    target.clone(),
+                    target,
                     Winner {
-                        deals: deals.clone(),
+                        deals,
                         message_id: m.message_id.clone(),
                         created: m.created,
                         file: m.file.clone(),
@@ -1094,10 +1106,9 @@ impl Import {
                 );
             }
         }
-        for m in &messages {
-            let won: Vec<&Winner> = m
-                .deals
-                .keys()
+        for (m, targets) in messages.iter().zip(targets) {
+            let won: Vec<&Winner> = targets
+                .iter()
                 .filter_map(|t| imp.deals.get(t))
                 .filter(|w| w.file == m.file && w.message_id == m.message_id)
                 .collect();
@@ -1107,7 +1118,7 @@ impl Import {
                 version: m.version.clone(),
                 message_id: m.message_id.clone(),
                 created: m.created,
-                targets: m.deals.len(),
+                targets: targets.len(),
                 current: won.len(),
                 takedowns: won.iter().filter(|w| w.deals.is_empty()).count(),
             });
