@@ -16,7 +16,7 @@ fn on_terminal(command: &str) -> String {
 }
 
 #[test]
-fn where_batch_and_import_show_progress_on_a_terminal_only() {
+fn where_batch_validate_and_import_show_progress_on_a_terminal_only() {
     let tmp = tempfile::tempdir().expect("tmp");
     let bin = env!("CARGO_BIN_EXE_regiongate");
     let points = tmp.path().join("points.csv");
@@ -70,6 +70,25 @@ fn where_batch_and_import_show_progress_on_a_terminal_only() {
         std::fs::read(out("c.txt")).expect("c"),
         "stdout unchanged"
     );
+
+    let shown = on_terminal(&format!("{bin} validate --json > {}", out("validate.txt")));
+    assert!(
+        shown.contains("validate: loading the embedded data"),
+        "{shown:?}"
+    );
+    let shown = on_terminal(&format!(
+        "{bin} -q validate --json > {}",
+        out("validate-q.txt")
+    ));
+    assert_eq!(shown, "", "-q draws nothing");
+    // The same report on stdout, but for the build time it gives.
+    let report = |f: &str| {
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out(f)).expect("report")).expect("json");
+        v["summary"]["build_ms"] = serde_json::Value::Null;
+        v
+    };
+    assert_eq!(report("validate.txt"), report("validate-q.txt"));
 
     let msg = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/ddex/ern43-release.xml");
     let shown = on_terminal(&format!(
