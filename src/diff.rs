@@ -111,10 +111,15 @@ fn rights(map: &LicenseMap, territories: &Territories, set: &DealSet, at: DateTi
     out
 }
 
-fn all_rights(s: &Snapshot, at: DateTime<Utc>) -> BTreeMap<String, (Rights, bool)> {
+fn all_rights(
+    s: &Snapshot,
+    at: DateTime<Utc>,
+    tick: &dyn Fn(),
+) -> BTreeMap<String, (Rights, bool)> {
     s.licenses
         .selectors()
         .map(|(sel, set): (Selector, &DealSet)| {
+            tick();
             (
                 sel.to_string(),
                 (
@@ -140,7 +145,22 @@ fn minus(a: &Rights, b: &Rights) -> Rights {
 
 /// Compares two snapshots at time `at`.
 pub fn diff(old: &Snapshot, new: &Snapshot, at: DateTime<Utc>) -> Diff {
-    let (a, b) = (all_rights(old, at), all_rights(new, at));
+    diff_with_progress(old, new, at, &|| {})
+}
+
+/// The number of selectors [`diff_with_progress`] evaluates (its progress total).
+pub fn selector_count(old: &Snapshot, new: &Snapshot) -> u64 {
+    (old.licenses.selectors().count() + new.licenses.selectors().count()) as u64
+}
+
+/// [`diff`], calling `tick` once per selector evaluated (old and new), for a progress display.
+pub fn diff_with_progress(
+    old: &Snapshot,
+    new: &Snapshot,
+    at: DateTime<Utc>,
+    tick: &dyn Fn(),
+) -> Diff {
+    let (a, b) = (all_rights(old, at, tick), all_rights(new, at, tick));
     let empty = (Rights::new(), false);
     let mut selectors = Vec::new();
     for sel in a.keys().chain(b.keys()).collect::<BTreeSet<_>>() {

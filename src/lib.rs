@@ -25,14 +25,18 @@
 //!   [`filemap`] holds the bytes of its files (compiled in, read or mapped).
 //! * [`grant`]: signed playback grants issued with an allow and checked at the edge.
 //! * [`privacy`] holds the redacted types raw location data lives in.
+//! * Licence operations, off the request path: [`ddex`] turns DDEX ERN messages into licence
+//!   files, [`map`] draws where a track is playable (CLI and admin page), [`progress`] shows
+//!   long CLI work on a terminal.
 //!
 //! Modules use only those below them in this order (checked by `tests/it/layers.rs`):
-//! privacy, problem, headers, filemap; territory; license; locate; snapshot; decide, diff;
-//! grant; route; config; gate; server.
+//! privacy, problem, headers, filemap, progress; territory; license; locate; snapshot;
+//! decide, diff; ddex, map, grant; route; config; gate; server.
 
 #![deny(unsafe_code)] // reviewed exceptions: filemap::map_open_file (memory-mapped CSV files while a snapshot is built), filemap::drop_pages (MADV_DONTNEED on read pages of such a mapping), filemap::release_freed_memory (malloc_trim)
 
 pub mod config;
+pub mod ddex;
 pub mod decide;
 pub mod diff;
 pub mod filemap;
@@ -41,8 +45,10 @@ pub mod grant;
 pub mod headers;
 pub mod license;
 pub mod locate;
+pub mod map;
 pub mod privacy;
 pub mod problem;
+pub mod progress;
 pub mod route;
 pub mod server;
 pub mod snapshot;

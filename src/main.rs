@@ -7,19 +7,20 @@ use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
 use regiongate::config::{Config, LogFormat, Overrides, Steering};
-use regiongate::decide::{Policy, Question, Source, Verdict, decide, decide_with_evidence};
 use regiongate::license::{Tier, UseType};
-use regiongate::locate::{self, hints};
-use regiongate::privacy::ClientIp;
-use regiongate::privacy::GpsPoint;
 use regiongate::problem::Problem;
+use regiongate::progress::Progress;
 use regiongate::server::App;
 use regiongate::server::metrics::Metrics;
 use regiongate::{DataSource, Snapshot, SnapshotError};
 use serde_json::json;
-use std::io::{BufRead, BufWriter, Read, Write};
+use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+mod cli;
+use cli::ask::{run_check, run_where};
+use cli::ops::{run_diff, run_import_ddex, run_import_wigle, run_map};
 
 #[derive(Parser)]
 #[command(
@@ -31,6 +32,9 @@ struct Cli {
     /// Data directory (territories, groups, licences); default: the embedded regions/.
     #[arg(long, global = true, value_name = "DIR")]
     regions: Option<PathBuf>,
+    /// No progress display on stderr (it is shown only when stderr is a terminal).
+    #[arg(long, short, global = true)]
+    quiet: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -47,6 +51,8 @@ enum Command {
     Validate(ValidateArgs),
     /// Show what a change of data directory does: rights gained and lost, polygons changed.
     Diff(DiffArgs),
+    /// Draw the world as SVG coloured by where a track may be played.
+    Map(MapArgs),
     /// Build data files from other formats.
     #[command(subcommand)]
     Import(ImportCommand),
@@ -57,6 +63,27 @@ enum ImportCommand {
     /// Build the WiFi access-point database (wifi/aps.csv) from WiGLE CSV exports
     /// (WigleWifi-1.4 and later). SSIDs and observation times are not kept.
     Wigle(WigleArgs),
+    /// Build licence files (TOML, bulk CSV) from DDEX ERN 3.8/4.x messages
+    /// (NewReleaseMessage deals, PurgeReleaseMessage takedowns). Writes nothing unless every
+    /// message imports.
+    Ddex(DdexArgs),
+}
+
+#[derive(Args)]
+struct DdexArgs {
+    /// ERN message files, or directories of them (every *.xml file inside).
+    #[arg(required = true, value_name = "FILE|DIR")]
+    inputs: Vec<PathBuf>,
+    /// Directory to write (must not exist, or be empty): ddex.toml, and ddex-tracks.csv when
+    /// there are many track deal sets. Written whole beside it, then renamed into place.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Track deal sets above which they go to the bulk CSV file.
+    #[arg(long, default_value_t = regiongate::ddex::write::DEFAULT_BULK_OVER, value_name = "N")]
+    bulk_over: usize,
+    /// Print a JSON report on stdout (also on failure).
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -175,6 +202,31 @@ struct DiffArgs {
     /// Detail lines per part in the text report.
     #[arg(long, default_value_t = 50)]
     limit: usize,
+    /// Also write a world map (SVG) coloured by territories gained and lost.
+    #[arg(long, value_name = "FILE.svg")]
+    map: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct MapArgs {
+    /// Track id (ISRC or platform id).
+    #[arg(long)]
+    track: String,
+    /// Decide as of this RFC 3339 time instead of now.
+    #[arg(long)]
+    at: Option<DateTime<Utc>>,
+    /// Use type: on_demand_stream, non_interactive_stream or download.
+    #[arg(long = "use", default_value = "on_demand_stream")]
+    use_type: UseType,
+    /// Listener tier: free or premium.
+    #[arg(long, default_value = "premium")]
+    tier: Tier,
+    /// The SVG file to write.
+    #[arg(long, value_name = "FILE.svg")]
+    out: PathBuf,
+    /// Print the countries by decision as JSON on stdout.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -205,8 +257,10 @@ fn main() -> ExitCode {
         Command::Where(a) => run_where(&cli, a),
         Command::Check(a) => run_check(&cli, a),
         Command::Validate(a) => run_validate(&cli, a),
-        Command::Diff(a) => run_diff(a),
+        Command::Diff(a) => run_diff(&cli, a),
+        Command::Map(a) => run_map(&cli, a),
         Command::Import(ImportCommand::Wigle(a)) => run_import_wigle(a),
+        Command::Import(ImportCommand::Ddex(a)) => run_import_ddex(&cli, a),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -492,265 +546,15 @@ fn bad_input(e: anyhow::Error) -> Exit {
     Exit(2, e)
 }
 
-fn run_where(cli: &Cli, a: &WhereArgs) -> Result<u8, Exit> {
-    let snap = load(&cli.regions)?;
-    if !a.batch {
-        let (Some(lat), Some(lon)) = (a.lat, a.lon) else {
-            return Err(bad_input(anyhow::anyhow!("--lat and --lon are required")));
-        };
-        let p = GpsPoint::new(lat, lon).map_err(|e| bad_input(e.into()))?;
-        let mut out = std::io::stdout().lock();
-        for t in snap.index.locate(p.lon_lat()) {
-            writeln!(out, "{}", snap.territories.code(t)).map_err(|e| Exit(1, e.into()))?;
-        }
-        return Ok(0);
-    }
-    batch(&snap).map_err(|e| Exit(1, e))
-}
-
-/// Streams `lat,lon` lines to `lat,lon,country,territories` lines in constant memory.
-fn batch(snap: &Snapshot) -> Result<u8> {
-    let stdin = std::io::stdin().lock();
-    let mut out = BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
-    let mut bad = 0u64;
-    let mut line = String::new();
-    let mut reader = std::io::BufReader::with_capacity(1 << 16, stdin);
-    let mut n = 0u64;
-    loop {
-        line.clear();
-        if reader.read_line(&mut line).context("reading stdin")? == 0 {
-            break;
-        }
-        n += 1;
-        let l = line.trim_end_matches(['\n', '\r']);
-        if n == 1 && l.starts_with(|c: char| c.is_ascii_alphabetic()) {
-            continue;
-        }
-        let mut cols = l.split(',');
-        let (lat_s, lon_s) = (
-            cols.next().unwrap_or("").trim(),
-            cols.next().unwrap_or("").trim(),
-        );
-        let point = match (lat_s.parse::<f64>(), lon_s.parse::<f64>()) {
-            (Ok(lat), Ok(lon)) => GpsPoint::new(lat, lon).ok(),
-            _ => None,
-        };
-        let Some(p) = point else {
-            bad += 1;
-            eprintln!("regiongate: line {n}: expected lat,lon in degrees");
-            writeln!(out, "{lat_s},{lon_s},,")?;
-            continue;
-        };
-        let hits = snap.index.locate(p.lon_lat());
-        let country = snap
-            .territories
-            .country_of(&hits)
-            .map_or("", |c| snap.territories.code(c));
-        write!(out, "{lat_s},{lon_s},{country},")?;
-        for (i, t) in hits.iter().enumerate() {
-            if i > 0 {
-                out.write_all(b";")?;
-            }
-            out.write_all(snap.territories.code(*t).as_bytes())?;
-        }
-        out.write_all(b"\n")?;
-    }
-    out.flush()?;
-    Ok(if bad > 0 { 2 } else { 0 })
-}
-
-fn run_check(cli: &Cli, a: &CheckArgs) -> Result<u8, Exit> {
-    let snap = load(&cli.regions)?;
-    let now = a.at.unwrap_or_else(Utc::now);
-    let q = Question {
-        track: &a.track,
-        use_type: a.use_type,
-        tier: a.tier,
-    };
-    let code = |t| snap.territories.code(t);
-    let (d, evidence) = match (a.lat, a.lon, &a.country) {
-        (Some(lat), Some(lon), None) => {
-            let p = GpsPoint::new(lat, lon).map_err(|e| bad_input(e.into()))?;
-            let hits = snap.index.locate(p.lon_lat());
-            let d = decide(&snap.licenses, &q, &hits, now).from_source(Source::Gps);
-            (
-                d,
-                json!({"point": {"territories": hits.iter().map(|&t| code(t)).collect::<Vec<_>>()}}),
-            )
-        }
-        (None, None, Some(cc)) => {
-            let Some(t) = snap.territories.id(cc) else {
-                return Err(bad_input(anyhow::anyhow!("unknown territory {cc:?}")));
-            };
-            (
-                decide(&snap.licenses, &q, &[t], now),
-                json!({"country": cc}),
-            )
-        }
-        _ => {
-            let policy = Policy {
-                kind: serde_json::from_value(json!(a.policy)).map_err(|_| {
-                    bad_input(anyhow::anyhow!(
-                        "--policy must be strict, precise_first or ip_only"
-                    ))
-                })?,
-                on_uncertain_fix: serde_json::from_value(json!(a.on_uncertain_fix)).map_err(
-                    |_| {
-                        bad_input(anyhow::anyhow!(
-                            "--on-uncertain-fix must be deny, need_precise_location or decide_at_point"
-                        ))
-                    },
-                )?,
-                ..Policy::default()
-            };
-            let kind = hints::FixKind::parse(&a.gps_source)
-                .map_err(|_| bad_input(anyhow::anyhow!("--gps-source must be gps or wifi")))?;
-            let gps = a
-                .gps
-                .as_deref()
-                .map(|g| {
-                    let parts: Vec<f64> = g
-                        .split(',')
-                        .map(|x| x.trim().parse::<f64>())
-                        .collect::<Result<_, _>>()
-                        .map_err(|_| anyhow::anyhow!("--gps: expected LAT,LON[,ACC]"))?;
-                    let (lat, lon, acc) = match parts[..] {
-                        [lat, lon] => (lat, lon, 10.0),
-                        [lat, lon, acc] => (lat, lon, acc),
-                        _ => anyhow::bail!("--gps: expected LAT,LON[,ACC]"),
-                    };
-                    hints::check_fix(
-                        lat,
-                        lon,
-                        acc,
-                        now.timestamp(),
-                        now.timestamp(),
-                        &hints::GpsLimits::default(),
-                        kind,
-                    )
-                    .map_err(|e| anyhow::anyhow!("--gps: {e}"))
-                })
-                .transpose()
-                .map_err(bad_input)?;
-            let cell = match (&a.mcc, &a.mnc) {
-                (Some(mcc), Some(mnc)) => Some(
-                    hints::check_cell(
-                        mcc,
-                        mnc,
-                        a.radio.as_deref(),
-                        a.area.as_deref(),
-                        a.cell.as_deref(),
-                    )
-                    .map_err(|e| bad_input(anyhow::anyhow!("cell hint: {e}")))?,
-                ),
-                _ => None,
-            };
-            let wifi = a
-                .wifi
-                .as_deref()
-                .map(locate::wifi::parse_wifi_hint)
-                .transpose()
-                .map_err(|e| bad_input(anyhow::anyhow!("--wifi: {e}")))?;
-            let client = a.ip.map(ClientIp::new);
-            let ev =
-                regiongate::gate::gather(&snap, client.as_ref(), &hints::Hints { gps, cell, wifi });
-            let d = decide_with_evidence(&snap, &policy, &q, &ev, now);
-            (d, evidence_summary(&snap, &ev))
-        }
-    };
-    let out = json!({
-        "track": a.track,
-        "use": a.use_type.as_str(),
-        "tier": a.tier.as_str(),
-        "playable": d.verdict == Verdict::Allow,
-        "decision": d.verdict.as_str(),
-        "reason": d.reason.as_str(),
-        "territory": d.territory.map(code),
-        "touched": d.touched.as_slice().iter().map(|&t| code(t)).collect::<Vec<_>>(),
-        "source": d.source.as_str(),
-        "evidence": evidence,
-        "deal": d.deal.map(|id| snap.licenses.deal(id).id.to_string()),
-        "valid_until": d.valid_until.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
-        "at": now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        "data_version": snap.version,
-    });
-    println!("{out}");
-    Ok(if d.verdict == Verdict::Allow { 0 } else { 1 })
-}
-
-/// What the evidence says, as territory codes and kinds only: never an address, a coordinate
-/// or a cell id.
-fn evidence_summary(snap: &Snapshot, ev: &locate::Evidence) -> serde_json::Value {
-    let code = |t| snap.territories.code(t).to_owned();
-    let at = |p: &GpsPoint| {
-        snap.index
-            .locate(p.lon_lat())
-            .iter()
-            .map(|&t| code(t))
-            .collect::<Vec<_>>()
-    };
-    json!({
-        "ip": ev.ip.map(|i| json!({
-            "country": i.country.map(code),
-            "point_territories": i.point.map(|(p, _)| at(&p)),
-            "anonymizer": i.flags.any(),
-        })),
-        "gps": ev.gps.map(|g| json!({"territories": at(&g.point)})),
-        "wifi": ev.wifi.map(|w| json!({
-            "territories": at(&w.point),
-            "from": match w.origin {
-                locate::WifiOrigin::Device => "device",
-                locate::WifiOrigin::Scan => "access_points",
-            },
-        })),
-        "cell": ev.cell.as_ref().map(|c| json!({
-            "countries": c.countries.iter().map(|&t| code(t)).collect::<Vec<_>>(),
-            "fix_territories": c.fix.map(|f| at(&f.point)),
-        })),
-    })
-}
-
-fn run_import_wigle(a: &WigleArgs) -> Result<u8, Exit> {
-    let mut files = Vec::with_capacity(a.files.len());
-    for f in &a.files {
-        let text = std::fs::read_to_string(f)
-            .map_err(|e| bad_input(anyhow::anyhow!("{}: {e}", f.display())))?;
-        files.push((f.display().to_string(), text));
-    }
-    let (csv, stats) = locate::wifi::import_wigle(&files).map_err(|e| bad_input(e.into()))?;
-    // Written beside the target and renamed, so a watcher never sees half a file.
-    let tmp = a.out.with_extension("csv.tmp~");
-    std::fs::write(&tmp, csv)
-        .and_then(|()| std::fs::rename(&tmp, &a.out))
-        .map_err(|e| Exit(1, anyhow::anyhow!("{}: {e}", a.out.display())))?;
-    eprintln!(
-        "{}: {} access points from {} rows ({} skipped)",
-        a.out.display(),
-        stats.access_points,
-        stats.rows,
-        stats.skipped
-    );
-    Ok(0)
-}
-
-fn run_diff(a: &DiffArgs) -> Result<u8, Exit> {
-    let old = load(&Some(a.old.clone()))?;
-    let new = load(&Some(a.new.clone()))?;
-    let d = regiongate::diff::diff(&old, &new, a.at.unwrap_or_else(Utc::now));
-    if a.json {
-        println!(
-            "{}",
-            serde_json::to_string(&d).map_err(|e| Exit(1, e.into()))?
-        );
-    } else {
-        print!("{}", d.to_text(a.limit));
-    }
-    Ok(0)
-}
-
 fn run_validate(cli: &Cli, a: &ValidateArgs) -> Result<u8, Exit> {
     let dir = a.dir.clone().or_else(|| cli.regions.clone());
+    let what = dir.as_ref().map_or_else(
+        || "validate: loading the embedded data".to_owned(),
+        |d| format!("validate: loading and checking {}", d.display()),
+    );
+    let loading = Progress::spinner(&what, cli.quiet);
     let result = Snapshot::load(&source(&dir));
+    loading.finish();
     let (ok, problems, summary) = match &result {
         Ok(s) => {
             let st = s.index.stats();

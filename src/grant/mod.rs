@@ -59,7 +59,7 @@ pub enum OnInvalid {
     Deny,
 }
 
-/// The validated `[grants]` section (src/config.rs builds it).
+/// The validated `[grants]` section (`src/config/load.rs` builds it).
 #[derive(Clone, Debug)]
 pub struct GrantSettings {
     /// The key directory.

@@ -1,6 +1,8 @@
 //! The admin listener: `/healthz` (process up), `/readyz` (a snapshot is loaded),
 //! `/metrics` (Prometheus text), `GET /admin/snapshot` (version, inputs, counts, last reload)
-//! and `POST /admin/reload` (bearer token; refused on a non-loopback listener without one).
+//! and `POST /admin/reload` (bearer token; refused on a non-loopback listener without one),
+//! `GET /admin/tracks/{id}[?at=&use=&tier=]` (the availability map of a track as a
+//! self-contained HTML page; behind the bearer token when one is configured).
 
 use super::{App, Body, full, json_response, reload};
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
@@ -78,8 +80,114 @@ pub fn snapshot_report(app: &App) -> serde_json::Value {
     })
 }
 
+/// The availability map page of one track (`/admin/tracks/{id}`). Query: `at` (RFC 3339,
+/// default now), `use` and `tier` (as `check`). The world geometry is read once per geometry
+/// version, on a blocking thread.
+async fn track_page(app: &App, req: &Request<Incoming>, id: &str) -> Response<Body> {
+    use crate::license::{Tier, UseType};
+    if app.config.admin_token.is_some()
+        && let Err(r) = authorized(app, req)
+    {
+        return r;
+    }
+    let bad = |what: &str| json_response(StatusCode::BAD_REQUEST, &json!({"error": what}));
+    if id.is_empty()
+        || id.len() > 128
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':'))
+    {
+        return bad("track id: letters, digits, '.', '_', '-', ':' (at most 128)");
+    }
+    let (mut at, mut use_type, mut tier) =
+        (chrono::Utc::now(), UseType::OnDemandStream, Tier::Premium);
+    for pair in req
+        .uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        match k {
+            "at" => match chrono::DateTime::parse_from_rfc3339(
+                &v.replace("%3A", ":").replace("%2B", "+"),
+            ) {
+                Ok(t) => at = t.with_timezone(&chrono::Utc),
+                Err(_) => return bad("at: expected an RFC 3339 time"),
+            },
+            "use" => match v.parse() {
+                Ok(u) => use_type = u,
+                Err(e) => return bad(&format!("use: {e}")),
+            },
+            "tier" => match v.parse() {
+                Ok(t) => tier = t,
+                Err(e) => return bad(&format!("tier: {e}")),
+            },
+            _ => return bad("unknown query parameter (at, use, tier)"),
+        }
+    }
+    let snap = app.snapshot.load_full();
+    let source = app.config.regions.clone().map_or(
+        crate::snapshot::DataSource::Embedded,
+        crate::snapshot::DataSource::Dir,
+    );
+    let key = snap.geometry_key.clone();
+    let world =
+        match tokio::task::spawn_blocking(move || crate::map::World::cached(&source, &key)).await {
+            Ok(Ok(w)) => w,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "track map: cannot read the map geometry");
+                return json_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &json!({"error": "cannot read the map geometry"}),
+                );
+            }
+            Err(_) => {
+                return json_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &json!({"error": "map task failed"}),
+                );
+            }
+        };
+    let q = crate::decide::Question {
+        track: id,
+        use_type,
+        tier,
+    };
+    let c = crate::map::track_colouring(&world, &snap, &q, at);
+    let mut r = Response::new(full(crate::map::page(
+        &world,
+        &c,
+        &format!("Availability of track {id}"),
+    )));
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    // Self-contained by construction; the policy makes a browser hold the page to it.
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'"),
+    );
+    r
+}
+
 /// Handles an admin request.
 pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    if let Some(id) = req.uri().path().strip_prefix("/admin/tracks/") {
+        let id = id.to_owned();
+        let r = if req.method() == Method::GET {
+            track_page(&app, &req, &id).await
+        } else {
+            json_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                &json!({"error": "method not allowed"}),
+            )
+        };
+        return Ok(r);
+    }
     let r = match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => json_response(StatusCode::OK, &json!({"status": "ok"})),
         (&Method::GET, "/readyz") => json_response(

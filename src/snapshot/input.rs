@@ -103,6 +103,12 @@ pub(super) fn wanted(path: &str) -> bool {
         || (path.starts_with("licenses/") && (path.ends_with(".toml") || path.ends_with(".csv")))
 }
 
+/// A file of the embedded `regions/` directory (for [`crate::map`], which draws the embedded
+/// countries when no data directory is given).
+pub fn embedded_file(path: &str) -> Option<&'static [u8]> {
+    EMBEDDED.get_file(path).map(|f| f.contents())
+}
+
 pub(super) fn read_embedded() -> Vec<Input> {
     let mut out = Vec::new();
     let mut stack = vec![&EMBEDDED];

@@ -42,6 +42,7 @@ use thiserror::Error;
 
 mod input;
 
+pub use input::embedded_file;
 use input::*;
 
 /// The default data, compiled into the binary.

@@ -1,6 +1,7 @@
 //! The integration test binary: one binary, one `util` module, a module per area.
 
 mod cli;
+mod ddex;
 mod diff;
 mod disc;
 mod fast_path;
@@ -10,7 +11,9 @@ mod layers;
 mod leak;
 mod licenses;
 mod locate;
+mod map;
 mod nginx;
+mod progress;
 mod record;
 mod reload;
 mod server;
