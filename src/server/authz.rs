@@ -420,7 +420,9 @@ pub(super) fn judge<'s, H: HeaderLines + ?Sized>(
     // [grants] A valid playback grant answers without deciding; a refused one is decided in
     // full (or refused, `on_invalid = "deny"`). src/grant/verify.rs.
     let mut grant_status = None;
-    if let Some(token) = app.grants.token_in(&original) {
+    let token = app.grants.token_in(&original);
+    // The grant's scope and client, found once for checking a presented grant and issuing one.
+    let grant_scope = if app.grants.settings().is_some() {
         let (use_type, tier) = match crate::gate::cdn_use_tier(
             &app.config,
             peer,
@@ -436,8 +438,12 @@ pub(super) fn judge<'s, H: HeaderLines + ?Sized>(
             use_type,
             tier,
         };
-        let client = crate::gate::client(&app.config, peer, req.headers);
-        match app.grants.verify(token, &scope, client.as_ref(), snap, now) {
+        Some((scope, crate::gate::client(&app.config, peer, req.headers)))
+    } else {
+        None
+    };
+    if let (Some(token), Some((scope, client))) = (token, &grant_scope) {
+        match app.grants.verify(token, scope, client.as_ref(), snap, now) {
             Ok(()) => return answer(StatusCode::OK, "allow", "grant", None),
             Err(r) if app.grants.deny_invalid() => {
                 return answer(cfg.deny_status, "deny", r.as_str(), None);
@@ -452,9 +458,12 @@ pub(super) fn judge<'s, H: HeaderLines + ?Sized>(
     let territory = d.territory.map(|t| snap.territories.code(t));
     let with_grant = |mut a: Answer<'s>| {
         a.grant_status = grant_status;
-        if d.verdict == Verdict::Allow && app.grants.settings().is_some() {
+        if let (Verdict::Allow, Some((scope, client))) = (d.verdict, &grant_scope) {
             // [grants] A fresh HMAC grant for the segments that follow.
-            a.grant = grant_for(app, snap, peer, req.headers, &m, &d, now);
+            a.grant = app
+                .grants
+                .issue_token(scope, client.as_ref(), snap, now, d.valid_until)
+                .and_then(|t| HeaderValue::from_str(&t).ok());
         }
         Ok(a)
     };
@@ -471,36 +480,6 @@ pub(super) fn judge<'s, H: HeaderLines + ?Sized>(
         )
         .and_then(with_grant),
     }
-}
-
-/// [grants] The HMAC grant header value for an allowed auth subrequest.
-fn grant_for<H: HeaderLines + ?Sized>(
-    app: &App,
-    snap: &Snapshot,
-    peer: SocketAddr,
-    headers: &H,
-    m: &crate::route::RouteMatch<'_>,
-    d: &crate::decide::Decision,
-    now: DateTime<Utc>,
-) -> Option<HeaderValue> {
-    let (use_type, tier) = crate::gate::cdn_use_tier(
-        &app.config,
-        peer,
-        headers,
-        m.use_type.as_deref(),
-        m.tier.as_deref(),
-    )
-    .ok()?;
-    let scope = crate::grant::Scope {
-        track: m.track.as_ref(),
-        use_type,
-        tier,
-    };
-    let client = crate::gate::client(&app.config, peer, headers);
-    let token = app
-        .grants
-        .issue_token(&scope, client.as_ref(), snap, now, d.valid_until)?;
-    HeaderValue::from_str(&token).ok()
 }
 
 #[cfg(test)]
