@@ -47,8 +47,10 @@ pub enum Door {
     Preflight,
     /// `GET /v1/territory`.
     Territory,
-    /// Auth subrequests.
+    /// Auth subrequests (HTTP: nginx `auth_request`, Envoy `ext_authz` HTTP service).
     Authz,
+    /// Envoy's gRPC `ext_authz` (`envoy.service.auth.v3.Authorization/Check`).
+    AuthzGrpc,
     /// Reverse proxy.
     Proxy,
     /// Anything else (404s, bad requests before routing).
@@ -57,10 +59,11 @@ pub enum Door {
 
 impl Door {
     /// Every door, in declaration order (`door as usize` indexes it).
-    pub const ALL: [Door; 5] = [
+    pub const ALL: [Door; 6] = [
         Door::Preflight,
         Door::Territory,
         Door::Authz,
+        Door::AuthzGrpc,
         Door::Proxy,
         Door::Other,
     ];
@@ -71,6 +74,7 @@ impl Door {
             Door::Preflight => "preflight",
             Door::Territory => "territory",
             Door::Authz => "authz",
+            Door::AuthzGrpc => "authz_grpc",
             Door::Proxy => "proxy",
             Door::Other => "other",
         }

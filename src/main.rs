@@ -107,6 +107,10 @@ struct ServeArgs {
     /// Admin listener, ADDR:PORT (default 127.0.0.1:9090).
     #[arg(long, value_name = "ADDR:PORT")]
     admin_listen: Option<String>,
+    /// Envoy gRPC ext_authz listener, ADDR:PORT (HTTP/2; off unless given here or as
+    /// `grpc_listen` in the file).
+    #[arg(long, value_name = "ADDR:PORT")]
+    grpc_listen: Option<String>,
     /// Log format: text or json.
     #[arg(long, value_name = "FORMAT")]
     log_format: Option<String>,
@@ -299,6 +303,7 @@ fn run_serve(cli: &Cli, a: &ServeArgs) -> Result<u8, Exit> {
     let flags = Overrides {
         listen: a.listen.clone(),
         admin_listen: a.admin_listen.clone(),
+        grpc_listen: a.grpc_listen.clone(),
         regions: cli.regions.clone(),
         log_format: a.log_format.clone(),
     };
@@ -310,7 +315,7 @@ fn run_serve(cli: &Cli, a: &ServeArgs) -> Result<u8, Exit> {
     if a.dry_run {
         println!(
             "{}",
-            json!({"listen": config.listen.to_string(), "admin_listen": config.admin_listen.to_string(), "mode": format!("{:?}", config.mode).to_lowercase(),
+            json!({"listen": config.listen.to_string(), "admin_listen": config.admin_listen.to_string(), "grpc_listen": config.grpc_listen.map(|a| a.to_string()), "mode": format!("{:?}", config.mode).to_lowercase(),
                    "data_version": snapshot.version, "territories": snapshot.territories.len(), "tracks": snapshot.licenses.track_count(), "deals": snapshot.licenses.deal_count()})
         );
         return Ok(0);
@@ -436,6 +441,14 @@ async fn serve(
     let admin = tokio::net::TcpListener::bind(config.admin_listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.admin_listen))?;
+    let grpc = match config.grpc_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (grpc_listen)"))?,
+        ),
+        None => None,
+    };
     let metrics = Metrics::new(prometheus::Registry::new()).context("metrics registry")?;
     metrics
         .public_threads
@@ -451,6 +464,7 @@ async fn serve(
     tracing::info!(
         listen = %public_addr,
         admin = %admin.local_addr()?,
+        grpc = %grpc.as_ref().and_then(|l| l.local_addr().ok()).map_or("-".to_owned(), |a| a.to_string()),
         public_threads = plan.shards,
         connection_steering = plan.steering.as_str(),
         cpus = %plan.cpu_list(),
@@ -493,7 +507,26 @@ async fn serve(
     });
     // With cpu steering the kernel's spread follows the clients' CPUs: the shards even it out
     // and let connections follow their clients' CPUs (plan.cpus is empty otherwise).
-    regiongate::server::run_sharded(app, public, &plan.cpus, admin, shutdown_signal()).await?;
+    // One shutdown signal for both: the gRPC listener drains alongside the others.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let grpc = grpc.map(|listener| {
+        let mut stopped = stopped.clone();
+        tokio::spawn(regiongate::server::grpc::run(
+            app.clone(),
+            listener,
+            async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            },
+        ))
+    });
+    let shutdown = async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    };
+    regiongate::server::run_sharded(app, public, &plan.cpus, admin, shutdown).await?;
+    if let Some(grpc) = grpc {
+        grpc.await.context("grpc listener")??;
+    }
     tracing::info!("stopped");
     Ok(())
 }

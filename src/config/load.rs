@@ -9,6 +9,7 @@ use super::*;
 struct RawConfig {
     listen: Option<String>,
     admin_listen: Option<String>,
+    grpc_listen: Option<String>,
     regions: Option<PathBuf>,
     watch: Option<bool>,
     log_format: Option<String>,
@@ -176,6 +177,8 @@ struct RawLimits {
     max_body_bytes: Option<usize>,
     max_headers: Option<usize>,
     max_header_bytes: Option<usize>,
+    max_concurrent_streams: Option<u32>,
+    grpc_max_message_bytes: Option<usize>,
 }
 
 #[derive(Deserialize, Default)]
@@ -534,7 +537,21 @@ impl Config {
             max_body_bytes: l.max_body_bytes.unwrap_or(64 * 1024),
             max_headers: l.max_headers.unwrap_or(100),
             max_header_bytes: l.max_header_bytes.unwrap_or(DEFAULT_MAX_HEADER_BYTES),
+            max_concurrent_streams: l.max_concurrent_streams.unwrap_or(256),
+            grpc_max_message_bytes: l.grpc_max_message_bytes.unwrap_or(64 * 1024),
         };
+        if !(1..=10_000).contains(&limits.max_concurrent_streams) {
+            return Err(err(
+                "limits.max_concurrent_streams",
+                "must be between 1 and 10000",
+            ));
+        }
+        if !(1024..=MAX_BODY_BYTES_LIMIT).contains(&limits.grpc_max_message_bytes) {
+            return Err(err(
+                "limits.grpc_max_message_bytes",
+                format!("must be between 1024 and {MAX_BODY_BYTES_LIMIT}"),
+            ));
+        }
         if limits.max_connections == 0 {
             return Err(err("limits.max_connections", "must be at least 1"));
         }
@@ -584,9 +601,16 @@ impl Config {
             ));
         }
         let admin_listen = addr("admin_listen", &admin_listen)?;
+        let grpc_listen = flags
+            .grpc_listen
+            .clone()
+            .or(raw.grpc_listen)
+            .map(|a| addr("grpc_listen", &a))
+            .transpose()?;
         Ok(Config {
             listen: addr("listen", &listen)?,
             admin_listen,
+            grpc_listen,
             regions,
             watch: raw.watch.unwrap_or(true),
             log_format,

@@ -230,6 +230,11 @@ pub struct Limits {
     /// Largest request head (request line and headers), bytes; a larger one is answered 431.
     /// Also each connection's read buffer limit.
     pub max_header_bytes: usize,
+    /// HTTP/2 streams open at once on one connection (public listener in h2c, gRPC listener).
+    pub max_concurrent_streams: u32,
+    /// Largest gRPC message (an ext_authz `CheckRequest`) decoded; a larger one is refused
+    /// with `RESOURCE_EXHAUSTED`.
+    pub grpc_max_message_bytes: usize,
 }
 
 /// The validated configuration.
@@ -239,6 +244,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Admin listener (health, metrics, reload).
     pub admin_listen: SocketAddr,
+    /// Envoy gRPC `ext_authz` listener (HTTP/2), off when `None`.
+    pub grpc_listen: Option<SocketAddr>,
     /// Data directory; `None` = the embedded data.
     pub regions: Option<PathBuf>,
     /// Reload when files in the data directory change.
@@ -288,6 +295,8 @@ pub struct Overrides {
     pub listen: Option<String>,
     /// `--admin-listen`
     pub admin_listen: Option<String>,
+    /// `--grpc-listen`
+    pub grpc_listen: Option<String>,
     /// `--regions`
     pub regions: Option<PathBuf>,
     /// `--log-format`

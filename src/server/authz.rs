@@ -166,14 +166,49 @@ pub(super) struct Answer<'s> {
     grant_status: Option<&'static str>,
 }
 
+impl Answer<'_> {
+    /// The HTTP status.
+    pub(super) fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The JSON body of a refusal (`None` for a 200).
+    pub(super) fn refusal_body(&self) -> Option<String> {
+        (self.status != StatusCode::OK)
+            .then(|| refusal_body(self.decision, self.reason, self.territory))
+    }
+
+    /// The answer's header lines, in the order [`respond`] sets them (`content-type` of a
+    /// refusal first, `cache-control` last), for a front door with its own encoding.
+    pub(super) fn headers(&self) -> impl Iterator<Item = (HeaderName, HeaderValue)> {
+        let content_type =
+            (self.status != StatusCode::OK).then_some((header::CONTENT_TYPE, APPLICATION_JSON));
+        content_type
+            .into_iter()
+            .chain([(DECISION, decision_value(self.decision))])
+            .chain(self.reason_value.clone().map(|v| (REASON, v)))
+            .chain(
+                self.territory
+                    .and_then(territory_value)
+                    .map(|t| (TERRITORY, t)),
+            )
+            .chain(self.grant.clone().map(|g| (GRANT, g)))
+            .chain(
+                self.grant_status
+                    .map(|s| (GRANT_STATUS, HeaderValue::from_static(s))),
+            )
+            .chain([(header::CACHE_CONTROL, PRIVATE_NO_STORE)])
+    }
+}
+
 /// An answer that is not a decision's (not playback, not a track route, bad use or tier).
 fn answer<'s>(
     status: StatusCode,
     decision: &'static str,
     reason: &'static str,
     territory: Option<&'s str>,
-) -> Result<Answer<'s>, Response<Body>> {
-    Ok(Answer {
+) -> Answer<'s> {
+    Answer {
         status,
         decision,
         reason,
@@ -181,7 +216,7 @@ fn answer<'s>(
         territory,
         grant: None,
         grant_status: None,
-    })
+    }
 }
 
 /// The answer to a decision.
@@ -190,8 +225,8 @@ fn decided<'s>(
     decision: &'static str,
     reason: Reason,
     territory: Option<&'s str>,
-) -> Result<Answer<'s>, Response<Body>> {
-    Ok(Answer {
+) -> Answer<'s> {
+    Answer {
         status,
         decision,
         reason: reason.as_str(),
@@ -199,7 +234,7 @@ fn decided<'s>(
         territory,
         grant: None,
         grant_status: None,
-    })
+    }
 }
 
 /// The response to an answer, in `headers`: the request's own header map, emptied. hyper
@@ -379,16 +414,51 @@ pub(super) fn judge<'s, H: HeaderLines + ?Sized>(
             None => Cow::Borrowed(rest),
         }
     };
-    // The query is the listener's: it never sets use or tier (see cdn_use_tier).
-    let opath = original.split_once('?').map_or(&*original, |(p, _)| p);
     // The original method (nginx passes it in a header; Envoy sends it as the subrequest's):
-    // a CORS preflight carries no media and passes; only GET and HEAD are playback. The
-    // header's value is compared without regard to case, the request's method exactly.
+    // the header's value is compared without regard to case, the request's method exactly.
     let method_header = req.headers.first_str(&cfg.original_method_header);
     let method_is = |m: &str| match method_header {
         Some(h) => h.eq_ignore_ascii_case(m),
         None => req.method == m,
     };
+    let original = Original {
+        door: Door::Authz,
+        peer,
+        client_from: peer,
+        target: &original,
+        headers: req.headers,
+    };
+    Ok(judge_original(app, snap, &original, method_is, now))
+}
+
+/// The original request of an auth subrequest, however the CDN passed it.
+pub(super) struct Original<'r, H: HeaderLines + ?Sized> {
+    /// The door that asks.
+    pub door: Door,
+    /// The proxy that asks: its use and tier headers are believed when it is trusted.
+    pub peer: SocketAddr,
+    /// Where the client's address chain starts (see [`super::decide_cdn`]).
+    pub client_from: SocketAddr,
+    /// The original request target: path, and query after `?`.
+    pub target: &'r str,
+    /// The original request's header lines.
+    pub headers: &'r H,
+}
+
+/// The answer to an original request whose method `method_is`: a CORS preflight carries no
+/// media and passes; only GET and HEAD are playback; the track (and use, tier) from the
+/// route patterns; a presented grant checked; otherwise decided by the gate.
+pub(super) fn judge_original<'s, H: HeaderLines + ?Sized>(
+    app: &App,
+    snap: &'s Snapshot,
+    o: &Original<'_, H>,
+    method_is: impl Fn(&str) -> bool,
+    now: DateTime<Utc>,
+) -> Answer<'s> {
+    let cfg = &app.config.authz;
+    let (peer, headers) = (o.peer, o.headers);
+    // The query is the listener's: it never sets use or tier (see cdn_use_tier).
+    let opath = o.target.split_once('?').map_or(o.target, |(p, _)| p);
     if method_is("OPTIONS") {
         return answer(StatusCode::OK, "unmatched", "not_playback", None);
     }
@@ -397,7 +467,7 @@ pub(super) fn judge<'s, H: HeaderLines + ?Sized>(
     }
     let Some(m) = match_routes(&app.config.routes, opath) else {
         app.metrics.decision(
-            Door::Authz,
+            o.door,
             &crate::decide::Decision {
                 verdict: if cfg.unmatched == Unmatched::Allow {
                     Verdict::Allow
@@ -420,13 +490,13 @@ pub(super) fn judge<'s, H: HeaderLines + ?Sized>(
     // [grants] A valid playback grant answers without deciding; a refused one is decided in
     // full (or refused, `on_invalid = "deny"`). src/grant/verify.rs.
     let mut grant_status = None;
-    let token = app.grants.token_in(&original);
+    let token = app.grants.token_in(o.target);
     // The grant's scope and client, found once for checking a presented grant and issuing one.
     let grant_scope = if app.grants.settings().is_some() {
         let (use_type, tier) = match crate::gate::cdn_use_tier(
             &app.config,
             peer,
-            req.headers,
+            headers,
             m.use_type.as_deref(),
             m.tier.as_deref(),
         ) {
@@ -438,7 +508,10 @@ pub(super) fn judge<'s, H: HeaderLines + ?Sized>(
             use_type,
             tier,
         };
-        Some((scope, crate::gate::client(&app.config, peer, req.headers)))
+        Some((
+            scope,
+            crate::gate::client(&app.config, o.client_from, headers),
+        ))
     } else {
         None
     };
@@ -451,7 +524,7 @@ pub(super) fn judge<'s, H: HeaderLines + ?Sized>(
             Err(r) => grant_status = Some(r.as_str()),
         }
     }
-    let d = match super::decide_cdn(app, snap, Door::Authz, peer, req.headers, &m, now) {
+    let d = match super::decide_cdn(app, snap, o.door, peer, o.client_from, headers, &m, now) {
         Ok(d) => d,
         Err(reason) => return answer(cfg.deny_status, "deny", reason, None),
     };
@@ -465,20 +538,17 @@ pub(super) fn judge<'s, H: HeaderLines + ?Sized>(
                 .issue_token(scope, client.as_ref(), snap, now, d.valid_until)
                 .and_then(|t| HeaderValue::from_str(&t).ok());
         }
-        Ok(a)
+        a
     };
     match d.verdict {
-        Verdict::Allow => {
-            decided(StatusCode::OK, "allow", d.reason, territory).and_then(with_grant)
-        }
-        Verdict::Deny => decided(cfg.deny_status, "deny", d.reason, territory).and_then(with_grant),
-        Verdict::NeedPreciseLocation => decided(
+        Verdict::Allow => with_grant(decided(StatusCode::OK, "allow", d.reason, territory)),
+        Verdict::Deny => with_grant(decided(cfg.deny_status, "deny", d.reason, territory)),
+        Verdict::NeedPreciseLocation => with_grant(decided(
             cfg.need_precise_status,
             "need_precise_location",
             d.reason,
             territory,
-        )
-        .and_then(with_grant),
+        )),
     }
 }
 

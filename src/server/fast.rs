@@ -31,8 +31,8 @@ use super::metrics::Door;
 use super::{App, public, shed, under_prefix, version_value, wall_clock};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use hyper::server::conn::http1;
-use hyper_util::rt::TokioIo;
+use hyper::server::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::graceful::Watcher;
 use std::cell::Cell;
 use std::future::Future;
@@ -63,6 +63,9 @@ const INITIAL_BUFFER: usize = 4096;
 pub(super) struct Hyper {
     /// The HTTP/1 settings of the listener.
     pub builder: http1::Builder,
+    /// Its HTTP/2 settings (h2c with prior knowledge: a connection that opens with the
+    /// HTTP/2 preface).
+    pub h2: http2::Builder<TokioExecutor>,
     /// Signals the connection at shutdown.
     pub watcher: Watcher,
 }
@@ -115,18 +118,41 @@ enum Next {
     Move(TcpStream, usize),
 }
 
-/// Serves a connection through hyper, `io` replaying what the fast path had read.
-async fn to_hyper(app: Arc<App>, io: Rewind, peer: SocketAddr, started: shed::Started, h: Hyper) {
-    let conn = h.builder.serve_connection(
-        TokioIo::new(io),
-        hyper::service::service_fn(move |req| {
-            // [shed] A connection that has started a request is never shed (shed.rs).
-            started.mark();
-            public(&app, peer, req)
-        }),
-    );
-    let _ = h.watcher.watch(conn).await;
+/// Serves a connection through hyper, `io` replaying what the fast path had read: HTTP/2
+/// when it opens with the preface, HTTP/1 otherwise. The same service answers both.
+async fn to_hyper(
+    app: Arc<App>,
+    mut io: Rewind,
+    peer: SocketAddr,
+    started: shed::Started,
+    h: Hyper,
+) {
+    let timeout = app.config.limits.header_read_timeout;
+    let h2 = match tokio::time::timeout(timeout, io.opens_h2()).await {
+        Ok(Ok(h2)) => h2,
+        // Closed, failed, or silent for the header-read timeout.
+        Ok(Err(_)) | Err(_) => return,
+    };
+    let service = hyper::service::service_fn(move |req| {
+        // [shed] A connection that has started a request is never shed (shed.rs).
+        started.mark();
+        public(&app, peer, req)
+    });
+    if h2 {
+        let _ = h
+            .watcher
+            .watch(h.h2.serve_connection(TokioIo::new(io), service))
+            .await;
+    } else {
+        let _ = h
+            .watcher
+            .watch(h.builder.serve_connection(TokioIo::new(io), service))
+            .await;
+    }
 }
+
+/// The client preface of HTTP/2 (RFC 9113, 3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// What a head in the buffer is.
 enum Step {
@@ -406,6 +432,27 @@ pub(super) struct Rewind {
 impl Rewind {
     fn new(stream: TcpStream, read: Bytes) -> Rewind {
         Rewind { read, stream }
+    }
+
+    /// Whether the connection opens with the HTTP/2 preface, reading until that is known
+    /// (for an HTTP/1 request, its first bytes usually tell); what was read is replayed.
+    /// An error when the connection ends or fails first.
+    async fn opens_h2(&mut self) -> std::io::Result<bool> {
+        loop {
+            let n = self.read.len().min(H2_PREFACE.len());
+            if self.read[..n] != H2_PREFACE[..n] {
+                return Ok(false);
+            }
+            if n == H2_PREFACE.len() {
+                return Ok(true);
+            }
+            let mut more = bytes::BytesMut::with_capacity(self.read.len() + 4096);
+            more.extend_from_slice(&self.read);
+            if tokio::io::AsyncReadExt::read_buf(&mut self.stream, &mut more).await? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            self.read = more.freeze();
+        }
     }
 }
 

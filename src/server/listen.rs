@@ -371,6 +371,7 @@ pub(super) async fn accept_loop(
     // outlives the server once the grace period is over. Finished ones are reaped as they end.
     let mut connections = tokio::task::JoinSet::new();
     let builder = http1_builder(&app);
+    let h2 = super::grpc::h2_builder(&app);
     let conn_stopped = stopped.clone();
     let follow: Option<Arc<dyn fast::Follow>> = balance
         .clone()
@@ -380,6 +381,7 @@ pub(super) async fn accept_loop(
         let started = open.admission.started();
         let hyper = fast::Hyper {
             builder: builder.clone(),
+            h2: h2.clone(),
             watcher: graceful.watcher(),
         };
         let conn = fast::serve(

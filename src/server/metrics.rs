@@ -56,6 +56,7 @@ impl DecisionTotals {
             need_precise_location = verdict(Verdict::NeedPreciseLocation),
             preflight = door(Door::Preflight),
             authz = door(Door::Authz),
+            authz_grpc = door(Door::AuthzGrpc),
             proxy = door(Door::Proxy),
             data_version,
             "decisions since the last summary"

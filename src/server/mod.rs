@@ -14,6 +14,7 @@ pub mod authz;
 mod balance;
 pub mod cpus;
 mod fast;
+pub mod grpc;
 mod listen;
 pub mod metrics;
 pub mod preflight;
@@ -214,15 +215,20 @@ pub fn bad_request(field: &str, reason: &str) -> Response<Body> {
 
 /// Decides a CDN request (auth subrequest or proxied media request) for a matched route, at
 /// `now`: use and tier per [`gate::cdn_use_tier`], hints from headers (a malformed hint is
-/// ignored: the CDN cannot act on a 400), the client through trusted proxies.
+/// ignored: the CDN cannot act on a 400), the client through trusted proxies. `peer` is the
+/// proxy that asks (its use and tier headers are believed when it is trusted); the client's
+/// address chain starts at `client_from` (the peer itself, except for gRPC ext_authz, where a
+/// trusted Envoy names its downstream peer in the attribute context).
 ///
 /// # Errors
 /// The reason to deny with, for a use or tier that does not parse.
+#[allow(clippy::too_many_arguments)]
 pub fn decide_cdn<H: HeaderLines + ?Sized>(
     app: &App,
     snap: &Snapshot,
     door: Door,
     peer: SocketAddr,
+    client_from: SocketAddr,
     headers: &H,
     m: &crate::route::RouteMatch<'_>,
     now: DateTime<Utc>,
@@ -237,7 +243,7 @@ pub fn decide_cdn<H: HeaderLines + ?Sized>(
     )?;
     let x = Extracted {
         door,
-        client: gate::client(config, peer, headers),
+        client: gate::client(config, client_from, headers),
         hints: gate::header_hints(headers, now, config).unwrap_or_default(),
         now,
     };

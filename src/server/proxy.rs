@@ -179,6 +179,7 @@ pub async fn handle(
                 snap,
                 Door::Proxy,
                 peer,
+                peer,
                 req.headers(),
                 &m,
                 chrono::Utc::now(),

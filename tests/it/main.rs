@@ -7,6 +7,7 @@ mod disc;
 mod fast_path;
 mod faults;
 mod grants;
+mod grpc;
 mod layers;
 mod leak;
 mod licenses;

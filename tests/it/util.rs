@@ -144,8 +144,11 @@ pub struct TestServer {
     pub public: SocketAddr,
     /// The admin listener.
     pub admin: SocketAddr,
+    /// The gRPC ext_authz listener, when the config sets `grpc_listen`.
+    pub grpc: Option<SocketAddr>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
+    grpc_task: Option<JoinHandle<std::io::Result<()>>>,
 }
 
 impl TestServer {
@@ -172,20 +175,39 @@ impl TestServer {
             admin.local_addr().expect("admin addr"),
         );
         let (tx, rx) = oneshot::channel::<()>();
+        // One signal for both servers.
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let (mut grpc_addr, mut grpc_task) = (None, None);
+        if app.config.grpc_listen.is_some() {
+            let grpc = TcpListener::bind("127.0.0.1:0").await.expect("bind grpc");
+            grpc_addr = Some(grpc.local_addr().expect("grpc addr"));
+            let mut stopped = stopped.clone();
+            grpc_task = Some(tokio::spawn(regiongate::server::grpc::run(
+                app.clone(),
+                grpc,
+                async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                },
+            )));
+        }
+        drop(stopped);
         let task = tokio::spawn(regiongate::server::run(
             app.clone(),
             public,
             admin,
             async move {
                 let _ = rx.await;
+                let _ = stop.send(true);
             },
         ));
         TestServer {
             app,
             public: public_addr,
             admin: admin_addr,
+            grpc: grpc_addr,
             shutdown: Some(tx),
             task: Some(task),
+            grpc_task,
         }
     }
 
@@ -204,7 +226,11 @@ impl TestServer {
     /// Waits for `run` to return (after [`TestServer::trigger_shutdown`]).
     pub async fn join(&mut self) -> std::io::Result<()> {
         let task = self.task.take().expect("run was not joined yet");
-        task.await.expect("the server task did not panic")
+        let done = task.await.expect("the server task did not panic");
+        if let Some(grpc) = self.grpc_task.take() {
+            grpc.await.expect("the grpc task did not panic")?;
+        }
+        done
     }
 
     /// Shuts down and waits for `run` to return.
