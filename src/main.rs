@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use regiongate::config::{Config, LogFormat, Overrides, Steering};
 use regiongate::license::{Tier, UseType};
 use regiongate::problem::Problem;
-use regiongate::progress::Progress;
+use regiongate::progress::{Progress, Unit};
 use regiongate::server::App;
 use regiongate::server::metrics::Metrics;
 use regiongate::{DataSource, Snapshot, SnapshotError};
@@ -250,8 +250,20 @@ fn source(dir: &Option<PathBuf>) -> DataSource {
 }
 
 fn load(dir: &Option<PathBuf>) -> Result<Snapshot, Exit> {
-    Snapshot::load(&source(dir))
-        .map_err(|e| Exit(3, anyhow::Error::new(e).context("cannot load the data")))
+    Snapshot::load(&source(dir)).map_err(load_failed)
+}
+
+fn load_failed(e: SnapshotError) -> Exit {
+    Exit(3, anyhow::Error::new(e).context("cannot load the data"))
+}
+
+/// Loads the data with a bar labelled `what` over the bytes of its files (see
+/// [`regiongate::progress`]: drawn only on a terminal and without `quiet`).
+fn load_shown(source: &DataSource, what: &str, quiet: bool) -> Result<Snapshot, SnapshotError> {
+    let progress = Progress::new(what, None, Unit::Bytes, quiet);
+    let loaded = Snapshot::load_with_progress(source, &progress);
+    progress.finish();
+    loaded
 }
 
 fn main() -> ExitCode {
@@ -582,12 +594,10 @@ fn bad_input(e: anyhow::Error) -> Exit {
 fn run_validate(cli: &Cli, a: &ValidateArgs) -> Result<u8, Exit> {
     let dir = a.dir.clone().or_else(|| cli.regions.clone());
     let what = dir.as_ref().map_or_else(
-        || "validate: loading the embedded data".to_owned(),
-        |d| format!("validate: loading and checking {}", d.display()),
+        || "validate: embedded data".to_owned(),
+        |d| format!("validate: {}", d.display()),
     );
-    let loading = Progress::spinner(&what, cli.quiet);
-    let result = Snapshot::load(&source(&dir));
-    loading.finish();
+    let result = load_shown(&source(&dir), &what, cli.quiet);
     let (ok, problems, summary) = match &result {
         Ok(s) => {
             let st = s.index.stats();

@@ -18,10 +18,32 @@ pub enum Unit {
     Items,
 }
 
+/// Where long work reports how far it got: the size of the whole once it is known, then the
+/// units done. [`Progress`] draws it; [`NoProgress`] (the server's loads and reloads) ignores
+/// it, at the cost of an empty call per file or per read of a streamed file.
+pub trait Tally {
+    /// The work is `total` units in all.
+    fn total(&self, total: u64);
+    /// `n` more units are done.
+    fn advance(&self, n: u64);
+}
+
+/// A [`Tally`] that ignores what it is told.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoProgress;
+
+impl Tally for NoProgress {
+    #[inline]
+    fn total(&self, _: u64) {}
+    #[inline]
+    fn advance(&self, _: u64) {}
+}
+
 /// A progress display that may be hidden; every method is cheap when it is.
 #[derive(Clone, Debug)]
 pub struct Progress {
     bar: Option<ProgressBar>,
+    unit: Unit,
 }
 
 /// Whether progress is drawn: stderr is a terminal and the user did not ask for quiet.
@@ -29,40 +51,48 @@ pub fn wanted(quiet: bool) -> bool {
     !quiet && std::io::stderr().is_terminal()
 }
 
+/// The look of a display: a bar with position, total, rate and ETA when the total is known,
+/// a spinner with the count, rate and elapsed time otherwise.
+fn style(total: Option<u64>, unit: Unit) -> ProgressStyle {
+    let template = match (total, unit) {
+        (Some(_), Unit::Bytes) => {
+            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}, ETA {eta}"
+        }
+        (Some(_), Unit::Items) => "{msg} [{bar:30}] {human_pos}/{human_len} {per_sec}, ETA {eta}",
+        (None, Unit::Bytes) => "{spinner} {msg} {bytes} {bytes_per_sec}, {elapsed}",
+        (None, Unit::Items) => "{spinner} {msg} {human_pos} {per_sec}, {elapsed}",
+    };
+    ProgressStyle::with_template(template)
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ")
+}
+
 impl Progress {
     /// A hidden display (nothing is drawn).
     pub fn hidden() -> Progress {
-        Progress { bar: None }
+        Progress {
+            bar: None,
+            unit: Unit::Items,
+        }
     }
 
-    /// A bar over `total` units (a spinner with count and rate when `total` is unknown),
-    /// labelled `what`; hidden unless [`wanted`].
+    /// A bar over `total` units (a spinner with count and rate when `total` is unknown, until
+    /// [`Tally::total`] gives it), labelled `what`; hidden unless [`wanted`].
     pub fn new(what: &str, total: Option<u64>, unit: Unit, quiet: bool) -> Progress {
         if !wanted(quiet) {
             return Progress::hidden();
         }
-        let template = match (total, unit) {
-            (Some(_), Unit::Bytes) => {
-                "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}, ETA {eta}"
-            }
-            (Some(_), Unit::Items) => {
-                "{msg} [{bar:30}] {human_pos}/{human_len} {per_sec}, ETA {eta}"
-            }
-            (None, Unit::Bytes) => "{spinner} {msg} {bytes} {bytes_per_sec}, {elapsed}",
-            (None, Unit::Items) => "{spinner} {msg} {human_pos} {per_sec}, {elapsed}",
-        };
-        let style = ProgressStyle::with_template(template)
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> ");
         let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr_with_hz(10))
-            .with_style(style)
+            .with_style(style(total, unit))
             .with_message(what.to_owned());
         bar.enable_steady_tick(Duration::from_millis(200));
-        Progress { bar: Some(bar) }
+        Progress {
+            bar: Some(bar),
+            unit,
+        }
     }
 
-    /// A spinner with the elapsed time, for work whose size is not known ahead (loading a
-    /// data directory).
+    /// A spinner with the elapsed time, for work whose size is not known ahead.
     pub fn spinner(what: &str, quiet: bool) -> Progress {
         if !wanted(quiet) {
             return Progress::hidden();
@@ -73,7 +103,10 @@ impl Progress {
             .with_style(style)
             .with_message(what.to_owned());
         bar.enable_steady_tick(Duration::from_millis(200));
-        Progress { bar: Some(bar) }
+        Progress {
+            bar: Some(bar),
+            unit: Unit::Items,
+        }
     }
 
     /// Whether anything is drawn.
@@ -102,33 +135,71 @@ impl Progress {
         }
     }
 
-    /// Removes the display from the terminal.
+    /// Removes the display from the terminal. Its last state is drawn once first (the draw
+    /// rate would otherwise skip it), so a recording of the terminal shows where it ended.
     pub fn finish(&self) {
         if let Some(b) = &self.bar {
+            b.force_draw();
             b.finish_and_clear();
         }
     }
 
     /// A reader that advances the display by the bytes read through it.
-    pub fn reader<R: std::io::Read>(&self, inner: R) -> ProgressReader<R> {
-        ProgressReader {
-            inner,
-            progress: self.clone(),
-        }
+    pub fn reader<R: std::io::Read>(&self, inner: R) -> ProgressReader<'_, R> {
+        ProgressReader::new(inner, self)
     }
 }
 
-/// A reader that counts its bytes on a [`Progress`].
-#[derive(Debug)]
-pub struct ProgressReader<R> {
-    inner: R,
-    progress: Progress,
+impl Tally for Progress {
+    /// Turns a spinner into a bar over `total` units.
+    fn total(&self, total: u64) {
+        if let Some(b) = &self.bar {
+            b.set_length(total);
+            b.set_style(style(Some(total), self.unit));
+        }
+    }
+
+    fn advance(&self, n: u64) {
+        self.inc(n);
+    }
 }
 
-impl<R: std::io::Read> std::io::Read for ProgressReader<R> {
+/// A reader that counts its bytes on a [`Tally`].
+pub struct ProgressReader<'a, R> {
+    inner: R,
+    tally: &'a dyn Tally,
+    read: u64,
+}
+
+impl<'a, R> ProgressReader<'a, R> {
+    /// Counts the bytes read from `inner` on `tally`.
+    pub fn new(inner: R, tally: &'a dyn Tally) -> Self {
+        ProgressReader {
+            inner,
+            tally,
+            read: 0,
+        }
+    }
+
+    /// The bytes read so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.read
+    }
+}
+
+impl<R> std::fmt::Debug for ProgressReader<'_, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProgressReader")
+            .field("read", &self.read)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for ProgressReader<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.progress.inc(n as u64);
+        self.read += n as u64;
+        self.tally.advance(n as u64);
         Ok(n)
     }
 }

@@ -1,6 +1,6 @@
 //! `where` and `check`: ask the data about a place or a request, from the command line.
 
-use crate::{CheckArgs, Cli, Exit, WhereArgs, bad_input, load};
+use crate::{CheckArgs, Cli, Exit, WhereArgs, bad_input, load, load_failed, load_shown, source};
 use anyhow::{Context, Result};
 use chrono::Utc;
 use regiongate::Snapshot;
@@ -13,9 +13,12 @@ use serde_json::json;
 use std::io::{BufRead, BufWriter, Write};
 
 pub(crate) fn run_where(cli: &Cli, a: &WhereArgs) -> Result<u8, Exit> {
-    let loading = Progress::spinner("loading the data", !a.batch || cli.quiet);
-    let snap = load(&cli.regions)?;
-    loading.finish();
+    let snap = load_shown(
+        &source(&cli.regions),
+        "loading the data",
+        !a.batch || cli.quiet,
+    )
+    .map_err(load_failed)?;
     if !a.batch {
         let (Some(lat), Some(lon)) = (a.lat, a.lon) else {
             return Err(bad_input(anyhow::anyhow!("--lat and --lon are required")));

@@ -1,8 +1,11 @@
 //! Licence-ops commands: `import wigle`, `import ddex`, `map` and `diff`.
 
-use crate::{Cli, DdexArgs, DiffArgs, Exit, MapArgs, WigleArgs, bad_input, load, source};
+use crate::{
+    Cli, DdexArgs, DiffArgs, Exit, MapArgs, WigleArgs, bad_input, load_failed, load_shown, source,
+};
 use anyhow::{Context, Result};
 use chrono::Utc;
+use regiongate::DataSource;
 use regiongate::decide::Question;
 use regiongate::locate::{self};
 use regiongate::progress::{Progress, Unit};
@@ -63,9 +66,8 @@ pub(crate) fn run_import_ddex(cli: &Cli, a: &DdexArgs) -> Result<u8, Exit> {
     if files.is_empty() {
         return Err(bad_input(anyhow::anyhow!("no *.xml message files found")));
     }
-    let loading = Progress::spinner("loading the data", cli.quiet);
-    let snap = load(&cli.regions)?;
-    loading.finish();
+    let snap =
+        load_shown(&source(&cli.regions), "loading the data", cli.quiet).map_err(load_failed)?;
     let total = files
         .iter()
         .filter_map(|f| std::fs::metadata(f).ok())
@@ -166,10 +168,12 @@ fn load_world(dir: &Option<PathBuf>) -> Result<regiongate::map::World, Exit> {
 
 pub(crate) fn run_map(cli: &Cli, a: &MapArgs) -> Result<u8, Exit> {
     use regiongate::map;
-    let loading = Progress::spinner("loading the data", cli.quiet);
-    let snap = load(&cli.regions)?;
-    let world = load_world(&cli.regions)?;
+    let snap =
+        load_shown(&source(&cli.regions), "loading the data", cli.quiet).map_err(load_failed)?;
+    let loading = Progress::spinner("loading the map", cli.quiet);
+    let world = load_world(&cli.regions);
     loading.finish();
+    let world = world?;
     let at = a.at.unwrap_or_else(Utc::now);
     let q = Question {
         track: &a.track,
@@ -208,11 +212,16 @@ pub(crate) fn run_map(cli: &Cli, a: &MapArgs) -> Result<u8, Exit> {
 }
 
 pub(crate) fn run_diff(cli: &Cli, a: &DiffArgs) -> Result<u8, Exit> {
-    let loading = Progress::spinner(&format!("loading {}", a.old.display()), cli.quiet);
-    let old = load(&Some(a.old.clone()))?;
-    loading.label(&format!("loading {}", a.new.display()));
-    let new = load(&Some(a.new.clone()))?;
-    loading.finish();
+    let load = |dir: &PathBuf| {
+        load_shown(
+            &DataSource::Dir(dir.clone()),
+            &format!("loading {}", dir.display()),
+            cli.quiet,
+        )
+        .map_err(load_failed)
+    };
+    let old = load(&a.old)?;
+    let new = load(&a.new)?;
     let progress = Progress::new(
         "diff: selectors",
         Some(regiongate::diff::selector_count(&old, &new)),

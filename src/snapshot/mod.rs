@@ -28,6 +28,7 @@ use crate::locate::cidr::CidrSet;
 use crate::locate::ip::{IpDatabase, Layout};
 use crate::locate::wifi::ApDb;
 use crate::problem::Problem;
+use crate::progress::{NoProgress, ProgressReader, Tally};
 use crate::territory::{Groups, RawTerritory, Territories, TerritoryIndex, TerritoryKind, geojson};
 use include_dir::{Dir, include_dir};
 use sha2::{Digest, Sha256};
@@ -227,11 +228,34 @@ impl Snapshot {
         source: &DataSource,
         previous: Option<&Snapshot>,
     ) -> Result<Snapshot, SnapshotError> {
+        Snapshot::read_and_build(source, previous, &NoProgress)
+    }
+
+    /// Loads and checks a snapshot as [`Snapshot::load`] does, telling `progress` how far it
+    /// got: the total is the bytes of the inputs (known from their sizes once the files are
+    /// open), and each file's bytes count as done when it has been parsed and checked (a bulk
+    /// licence or cell CSV as it is read). For the command line; the service loads with
+    /// [`Snapshot::load_after`], which pays nothing for it.
+    ///
+    /// # Errors
+    /// As [`Snapshot::load`].
+    pub fn load_with_progress(
+        source: &DataSource,
+        progress: &dyn Tally,
+    ) -> Result<Snapshot, SnapshotError> {
+        Snapshot::read_and_build(source, None, progress)
+    }
+
+    fn read_and_build(
+        source: &DataSource,
+        previous: Option<&Snapshot>,
+        tally: &dyn Tally,
+    ) -> Result<Snapshot, SnapshotError> {
         let inputs = match source {
             DataSource::Embedded => read_embedded(),
             DataSource::Dir(d) => read_dir(d)?,
         };
-        let built = Snapshot::build(inputs, previous);
+        let built = Snapshot::build(inputs, previous, tally);
         release_freed_memory();
         built
     }
@@ -252,15 +276,17 @@ impl Snapshot {
             })
             .filter(|i| wanted(&i.path))
             .collect();
-        Snapshot::build(inputs, None)
+        Snapshot::build(inputs, None, &NoProgress)
     }
 
     fn build(
         mut inputs: Vec<Input>,
         previous: Option<&Snapshot>,
+        tally: &dyn Tally,
     ) -> Result<Snapshot, SnapshotError> {
         let started = Instant::now();
         inputs.sort_by(|a, b| a.path.cmp(&b.path));
+        tally.total(inputs.iter().map(|i| i.data.len() as u64).sum());
         let mut problems = Vec::new();
         let mut files = Vec::with_capacity(inputs.len());
         let mut version = Sha256::new();
@@ -278,6 +304,11 @@ impl Snapshot {
             });
         }
         let version = hex(&version.finalize())[..16].to_owned();
+        // Every input is parsed by one of the steps below, which count its bytes as done.
+        let done = |path: &str| {
+            let bytes = files.iter().find(|f| f.path == path).map_or(0, |f| f.bytes);
+            tally.advance(bytes);
+        };
         let mut geometry = Sha256::new();
         for f in files.iter().filter(|f| is_geometry(&f.path)) {
             geometry.update(f.path.as_bytes());
@@ -286,12 +317,18 @@ impl Snapshot {
         }
         let geometry_key = hex(&geometry.finalize())[..16].to_owned();
         let (territories, index, shapes) = match previous {
-            Some(p) if p.geometry_key == geometry_key => (
-                Arc::clone(&p.territories),
-                Some(Arc::clone(&p.index)),
-                Arc::clone(&p.shapes),
-            ),
-            _ => Snapshot::build_geometry(&inputs, &mut problems),
+            Some(p) if p.geometry_key == geometry_key => {
+                files
+                    .iter()
+                    .filter(|f| is_geometry(&f.path))
+                    .for_each(|f| done(&f.path));
+                (
+                    Arc::clone(&p.territories),
+                    Some(Arc::clone(&p.index)),
+                    Arc::clone(&p.shapes),
+                )
+            }
+            _ => Snapshot::build_geometry(&inputs, &mut problems, tally),
         };
 
         let groups_text = inputs
@@ -308,8 +345,16 @@ impl Snapshot {
                 Groups::default()
             }
         };
+        done("groups.toml");
 
-        let licenses = load_licenses(&inputs, track_hint, &territories, &groups, &mut problems);
+        let licenses = load_licenses(
+            &inputs,
+            track_hint,
+            &territories,
+            &groups,
+            &mut problems,
+            tally,
+        );
         let mcc = match inputs
             .iter()
             .find(|i| i.path == "mcc-mnc.csv")
@@ -321,6 +366,7 @@ impl Snapshot {
             }),
             None => MccTable::default(),
         };
+        done("mcc-mnc.csv");
         let vpn_ranges = match inputs
             .iter()
             .find(|i| i.path == "ip/vpn-ranges.txt")
@@ -336,6 +382,7 @@ impl Snapshot {
             }),
             None => CidrSet::default(),
         };
+        done("ip/vpn-ranges.txt");
         let mut take = |path: &str| {
             inputs
                 .iter()
@@ -385,9 +432,11 @@ impl Snapshot {
             }
         };
         let ip = open_db("ip/geoip.mmdb", false, &mut problems);
+        done("ip/geoip.mmdb");
         let anonymizer = open_db("ip/anonymous-ip.mmdb", true, &mut problems);
+        done("ip/anonymous-ip.mmdb");
         let cells = match take("cells.csv") {
-            Some(i) => match CellDb::load(&*i.data) {
+            Some(i) => match streamed(&*i.data, i.data.len(), tally, |r| CellDb::load(r)) {
                 Ok((db, _skipped)) => Some(db),
                 Err(e) => {
                     problems.push(Problem::new("cells.csv", None, format!("unreadable: {e}")));
@@ -407,6 +456,7 @@ impl Snapshot {
             },
             None => None,
         };
+        done("wifi/aps.csv");
         let index = match index {
             Some(index) if problems.is_empty() => index,
             _ => return Err(SnapshotError::Invalid(problems)),
@@ -434,11 +484,13 @@ impl Snapshot {
     }
 
     /// Parses the geometry files and builds territories, index and shapes; the index is
-    /// `None` when there were problems.
+    /// `None` when there were problems. A file's bytes count half as done on `tally` when it
+    /// is parsed and half when the index is built (the two take about as long).
     #[allow(clippy::type_complexity)]
     fn build_geometry(
         inputs: &[Input],
         problems: &mut Vec<Problem>,
+        tally: &dyn Tally,
     ) -> (
         Arc<Territories>,
         Option<Arc<TerritoryIndex>>,
@@ -460,10 +512,11 @@ impl Snapshot {
             ));
         }
         for i in geo_inputs {
-            let Some(t) = text(i, problems) else {
+            let parsed = text(i, problems).map(|t| geojson::parse(&t));
+            tally.advance(i.data.len() as u64 / 2);
+            let Some((territories, errs)) = parsed else {
                 continue;
             };
-            let (territories, errs) = geojson::parse(&t);
             problems.extend(
                 errs.into_iter()
                     .map(|e| Problem::new(&i.path, None, e.to_string())),
@@ -519,6 +572,12 @@ impl Snapshot {
             .collect();
         let shapes: Vec<TerritoryShape> = rings.iter().map(|r| TerritoryShape::of(r)).collect();
         let index = problems.is_empty().then(|| TerritoryIndex::build(&rings));
+        let bytes = inputs.iter().filter(|i| is_geometry(&i.path));
+        tally.advance(
+            bytes
+                .map(|i| i.data.len() as u64 - i.data.len() as u64 / 2)
+                .sum(),
+        );
         drop(rings);
         (Arc::new(territories), index.map(Arc::new), Arc::new(shapes))
     }
@@ -531,13 +590,15 @@ fn load_licenses(
     territories: &Territories,
     groups: &Groups,
     problems: &mut Vec<Problem>,
+    tally: &dyn Tally,
 ) -> LicenseMap {
     let tomls = inputs
         .iter()
         .filter(|i| i.path.starts_with("licenses/") && i.path.ends_with(".toml"))
         .filter_map(|i| {
-            let t = text(i, problems)?;
-            license::parse_toml(&i.path, &t, problems)
+            let parsed = text(i, problems).and_then(|t| license::parse_toml(&i.path, &t, problems));
+            tally.advance(i.data.len() as u64);
+            parsed
         })
         .collect();
     license::build_map(
@@ -551,16 +612,29 @@ fn load_licenses(
                 .iter()
                 .filter(|i| i.path.starts_with("licenses/") && i.path.ends_with(".csv"))
             {
+                let load =
+                    |r: &mut dyn Read| bulk::load_reader(&i.path, i.data.len(), r, b, problems);
                 match &i.data {
-                    FileBytes::Mapped(m) => {
-                        let reader = PagedReader::new(m);
-                        bulk::load_reader(&i.path, m.len(), reader, b, problems);
-                    }
-                    other => bulk::load(&i.path, other, b, problems),
+                    FileBytes::Mapped(m) => streamed(PagedReader::new(m), m.len(), tally, load),
+                    other => streamed(&other[..], other.len(), tally, load),
                 }
             }
         },
     )
+}
+
+/// Runs `read` over `data` (`len` bytes) through a reader that counts the bytes on `tally`;
+/// what a parse that stopped early left unread is counted after it, as the file is done.
+fn streamed<R: Read, T>(
+    data: R,
+    len: usize,
+    tally: &dyn Tally,
+    read: impl FnOnce(&mut dyn Read) -> T,
+) -> T {
+    let mut reader = ProgressReader::new(data, tally);
+    let out = read(&mut reader);
+    tally.advance((len as u64).saturating_sub(reader.bytes_read()));
+    out
 }
 
 #[cfg(test)]
@@ -638,5 +712,73 @@ mod tests {
         // A broken geometry file is still rejected even though a previous snapshot exists.
         std::fs::write(dir.join("countries.geojson"), "{").expect("write");
         assert!(Snapshot::load_after(&source, Some(&third)).is_err());
+    }
+
+    /// Records what a load tells its progress display.
+    #[derive(Default)]
+    struct Recorder {
+        totals: std::cell::RefCell<Vec<u64>>,
+        steps: std::cell::RefCell<Vec<u64>>,
+    }
+
+    impl Tally for Recorder {
+        fn total(&self, total: u64) {
+            self.totals.borrow_mut().push(total);
+        }
+        fn advance(&self, n: u64) {
+            self.steps.borrow_mut().push(n);
+        }
+    }
+
+    /// Loads with a recorder: the one total announced is the bytes of the inputs, and the
+    /// steps add up to it exactly. Returns the number of steps.
+    fn counts_every_byte(source: &DataSource, previous: Option<&Snapshot>) -> usize {
+        let r = Recorder::default();
+        let snap = Snapshot::read_and_build(source, previous, &r);
+        let inputs = match (&snap, source) {
+            (Ok(s), _) => s.inputs.iter().map(|f| f.bytes).sum::<u64>(),
+            (Err(_), DataSource::Dir(d)) => read_dir(d)
+                .expect("read")
+                .iter()
+                .map(|i| i.data.len() as u64)
+                .sum(),
+            (Err(e), _) => panic!("{e}"),
+        };
+        assert_eq!(*r.totals.borrow(), [inputs], "one total, the inputs' bytes");
+        assert_eq!(
+            r.steps.borrow().iter().sum::<u64>(),
+            inputs,
+            "done adds up to the total"
+        );
+        r.steps.borrow().len()
+    }
+
+    #[test]
+    fn a_load_reports_its_inputs_bytes_as_total_and_reaches_it() {
+        assert!(
+            counts_every_byte(&DataSource::Embedded, None) >= 7,
+            "one step a file at least"
+        );
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = tmp.path();
+        write(dir, &[square("DE", 0.0), square("FR", 10.0)], "DE");
+        let mut csv = String::from("track_id,deal_id\n");
+        (0..20_000).for_each(|n| csv.push_str(&format!("T{n},d\n")));
+        std::fs::write(dir.join("licenses/bulk.csv"), &csv).expect("write");
+        std::fs::create_dir_all(dir.join("ip")).expect("mkdir");
+        std::fs::write(dir.join("ip/vpn-ranges.txt"), "10.0.0.0/8\n").expect("write");
+        std::fs::write(dir.join("cells.csv"), "LTE,262,1,1,1,0,13.4,52.5,1000\n").expect("write");
+        let source = DataSource::Dir(dir.to_path_buf());
+        assert!(
+            counts_every_byte(&source, None) > 20,
+            "the bulk CSV is counted as it is read"
+        );
+        // Shared geometry is counted as done too.
+        let first = Snapshot::load(&source).expect("loads");
+        counts_every_byte(&source, Some(&first));
+        // A CSV whose parse stops early, and a file that is not UTF-8: still all counted.
+        std::fs::write(dir.join("licenses/bad.csv"), "what,ever\nT1,d\n").expect("write");
+        std::fs::write(dir.join("groups.toml"), [0xff, 0xfe]).expect("write");
+        counts_every_byte(&source, None);
     }
 }
