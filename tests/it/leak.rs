@@ -23,7 +23,8 @@
 //! bytes the origin received (raw, as read from the socket). The search ignores case (upper
 //! and lower case forms are both covered) and ANSI colour codes. Short numeric forms must stand
 //! alone (no digit, or hex digit, right next to them) so that they do not match inside
-//! timestamps, hashes or longer numbers.
+//! timestamps, hashes or longer numbers; a form that starts at the seconds of an RFC 3339
+//! timestamp (`2026-12-07T23:34:50.110922Z` holds `50.110922`) is the clock, not a coordinate.
 //!
 //! * IPv4: dotted, zero-padded, reversed (in-addr.arpa order), as a 32-bit integer and in hex;
 //!   the /24 prefix followed by anything but `0/24`.
@@ -684,12 +685,26 @@ fn edge_ok(text: &[u8], start: usize, end: usize, edge: Edge) -> bool {
     }
 }
 
-/// Positions of `needle` in `hay` with the edge rule.
+/// Whether `start` is where the seconds of an RFC 3339 timestamp begin: the text before it
+/// is `dddd-dd-ddThh:mm:` (any case, `T` or a space).
+fn at_timestamp_seconds(text: &[u8], start: usize) -> bool {
+    const SHAPE: &[u8] = b"dddd-dd-ddTdd:dd:";
+    let Some(from) = start.checked_sub(SHAPE.len()) else {
+        return false;
+    };
+    text[from..start].iter().zip(SHAPE).all(|(&b, &s)| match s {
+        b'd' => b.is_ascii_digit(),
+        b'T' => b == b'T' || b == b't' || b == b' ',
+        _ => b == s,
+    })
+}
+
+/// Positions of `needle` in `hay` with the edge rule, leaving out the seconds of timestamps.
 fn find_all(hay: &str, needle: &str, edge: Edge) -> Vec<usize> {
     let bytes = hay.as_bytes();
     hay.match_indices(needle)
         .map(|(i, _)| i)
-        .filter(|&i| edge_ok(bytes, i, i + needle.len(), edge))
+        .filter(|&i| edge_ok(bytes, i, i + needle.len(), edge) && !at_timestamp_seconds(bytes, i))
         .collect()
 }
 
@@ -1846,6 +1861,7 @@ fn check_the_detector(forms: &[Form]) {
     let clean = artifact(
         "clean",
         "2026-11-29T01:37:47.6172389Z 09.312894 147.6 ts=1764370000 decide_us=6471 \
+         {\"timestamp\":\"2026-12-07t23:34:50.110922z\"} 2026-12-07 23:34:47.617238 \
          81.23.157.0/24 2a02:8071:5d94::/48 2a01:c22:b04c::/48 port 60999 sha 9a1263f22b",
         Scope::Logs,
     );
