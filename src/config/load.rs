@@ -604,6 +604,7 @@ impl Config {
         let grpc_listen = flags
             .grpc_listen
             .clone()
+            .or_else(|| env("REGIONGATE_GRPC_LISTEN"))
             .or(raw.grpc_listen)
             .map(|a| addr("grpc_listen", &a))
             .transpose()?;

@@ -313,6 +313,8 @@ where
 
 /// Serves the gRPC listener until `stopped` turns true, then stops accepting and gives open
 /// streams the grace period (connections are told with GOAWAY). Whether all finished in time.
+/// At most `limits.max_connections` connections are open at once; more wait in the kernel
+/// backlog until one closes.
 pub(super) async fn accept_loop(
     app: Arc<App>,
     listener: TcpListener,
@@ -325,11 +327,12 @@ pub(super) async fn accept_loop(
     let builder = h2_builder(&app);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut connections = tokio::task::JoinSet::new();
+    let most = app.config.limits.max_connections;
     loop {
         let accepted = tokio::select! {
             _ = stopped.wait_for(|s| *s) => break,
             Some(_) = connections.join_next(), if !connections.is_empty() => continue,
-            accepted = listener.accept() => accepted,
+            accepted = listener.accept(), if connections.len() < most => accepted,
         };
         let (stream, peer) = match accepted {
             Ok(a) => a,

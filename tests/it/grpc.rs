@@ -547,3 +547,50 @@ async fn public_listener_speaks_h2c() {
     })
     .await;
 }
+
+/// The gRPC listener holds at most `limits.max_connections` connections: with that many open,
+/// a new client is not served until one of them closes.
+#[tokio::test]
+async fn grpc_listener_bounds_its_connections() {
+    let srv = start("max_connections = 2").await;
+    let addr = srv.grpc.expect("grpc listener");
+    let path = "/audio/T1/seg-1.mp4";
+    let mut first = client(&srv).await;
+    let (code, status, ..) = summary(&ask(&mut first, check(path, Some(IP_DE), &[])).await);
+    assert_eq!((code, status), (0, 200), "served while below the bound");
+    let idle = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("second connection");
+    // Two connections are open: a third client's Check gets no answer.
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .expect("endpoint")
+        .connect_lazy();
+    let mut third = AuthorizationClient::new(channel);
+    let waiting = tokio::spawn(async move {
+        third
+            .check(check(path, Some(IP_DE), &[]))
+            .await
+            .map(|r| summary(&r.into_inner()))
+    });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(
+        !waiting.is_finished(),
+        "a third connection was served beyond max_connections = 2"
+    );
+    // One closes: the waiting client is accepted and answered.
+    drop(idle);
+    let answered = within(10, "the waiting Check", waiting)
+        .await
+        .expect("task")
+        .expect("answered once a slot is free");
+    assert_eq!((answered.0, answered.1), (0, 200));
+    // The first connection still works.
+    let (code, status, ..) = summary(&ask(&mut first, check(path, Some(IP_FR), &[])).await);
+    assert_eq!(
+        (code, status),
+        (7, 403),
+        "FR is refused (PERMISSION_DENIED)"
+    );
+    drop(first);
+    srv.stop().await;
+}
