@@ -556,6 +556,9 @@ fn cases() -> Vec<Case> {
             .h("geo-hint", &geo(2.5, 2.5)),
             public(Main, m, "/v1/tracks/T1/playability", 200).xff(IP_BORDER),
             public(Main, m, "/v1/tracks/NOPE/playability", 200),
+            // The plain server's world has an MCC table: cell evidence.
+            public(Plain, m, play, 200).h("cell-hint", "mcc=262; mnc=01"),
+            public(Plain, m, "/v1/territory", 200).h("cell-hint", "mcc=208; mnc=10"),
             public(Main, m, "/v1/tracks/T1/playability?use=karaoke", 400),
             public(Main, m, play, 400).h("geo-hint", "gps=91,0; acc=10; ts=1"),
             public(Main, m, "/v1/territory", 200).xff(IP_FR),
