@@ -746,7 +746,7 @@ async fn nginx_secure_link_checks_grants_by_itself() {
 
 /// A PKCS#8 PEM Ed25519 key from a 32-byte seed, as `openssl genpkey -algorithm ed25519`
 /// writes it.
-fn ed25519_pem(seed: [u8; 32]) -> String {
+pub(crate) fn ed25519_pem(seed: [u8; 32]) -> String {
     use base64::Engine;
     let mut der = vec![
         0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,

@@ -14,6 +14,7 @@ mod licenses;
 mod locate;
 mod map;
 mod nginx;
+mod openapi;
 mod progress;
 mod record;
 mod reload;
