@@ -445,6 +445,8 @@ async fn serve(
         .map(std::net::TcpListener::local_addr)
         .transpose()?
         .unwrap_or(config.listen);
+    // The gRPC listener's connections run on the public shards too.
+    let grpc_runtimes = public_runtimes.clone();
     let public: Vec<regiongate::server::PublicShard> = listeners
         .into_iter()
         .zip(public_runtimes)
@@ -526,6 +528,7 @@ async fn serve(
         tokio::spawn(regiongate::server::grpc::run(
             app.clone(),
             listener,
+            grpc_runtimes,
             async move {
                 let _ = stopped.wait_for(|s| *s).await;
             },

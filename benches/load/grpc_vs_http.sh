@@ -67,11 +67,17 @@ RUST_LOG=warn "$ROOT/target/release/regiongate" serve --config "$WORK/regiongate
     --listen "127.0.0.1:$RG_PORT" --grpc-listen "127.0.0.1:$RG_GRPC_PORT" \
     --admin-listen "127.0.0.1:$RG_ADMIN_PORT" 2>"$WORK/regiongate.log" &
 RG_PID=$!
+for p in "$RG_PORT" "$RG_GRPC_PORT" "$RG_ADMIN_PORT"; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+        die "port $p is in use (another server still running?)"
+    fi
+done
 for _ in $(seq 1 600); do
     [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$RG_ADMIN_PORT/readyz" || true)" = 200 ] && break
     kill -0 "$RG_PID" 2>/dev/null || die "regiongate exited: $(tail -5 "$WORK/regiongate.log")"
     sleep 0.1
 done
+kill -0 "$RG_PID" 2>/dev/null || die "regiongate exited: $(tail -5 "$WORK/regiongate.log")"
 echo "== regiongate pid $RG_PID: public 127.0.0.1:$RG_PORT, gRPC 127.0.0.1:$RG_GRPC_PORT," \
     "$(curl -s "http://127.0.0.1:$RG_ADMIN_PORT/metrics" | grep '^regiongate_public_threads' || echo 'public threads unknown')"
 echo "== $(date -u +%FT%TZ), load average $(cut -d' ' -f1-3 /proc/loadavg), commit $(git -C "$ROOT" rev-parse --short HEAD)"

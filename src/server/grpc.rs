@@ -314,10 +314,12 @@ where
 /// Serves the gRPC listener until `stopped` turns true, then stops accepting and gives open
 /// streams the grace period (connections are told with GOAWAY). Whether all finished in time.
 /// At most `limits.max_connections` connections are open at once; more wait in the kernel
-/// backlog until one closes.
+/// backlog until one closes. Connections run on `runtimes` in turn (the public shards, so that
+/// Envoy's few long-lived connections use every core), or on the current runtime when empty.
 pub(super) async fn accept_loop(
     app: Arc<App>,
     listener: TcpListener,
+    runtimes: Vec<tokio::runtime::Handle>,
     mut stopped: tokio::sync::watch::Receiver<bool>,
 ) -> bool {
     let limit = app.config.limits.grpc_max_message_bytes;
@@ -328,6 +330,7 @@ pub(super) async fn accept_loop(
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut connections = tokio::task::JoinSet::new();
     let most = app.config.limits.max_connections;
+    let mut turn = runtimes.iter().cycle();
     loop {
         let accepted = tokio::select! {
             _ = stopped.wait_for(|s| *s) => break,
@@ -350,9 +353,13 @@ pub(super) async fn accept_loop(
         };
         let conn = builder.serve_connection(TokioIo::new(stream), service);
         let watched = graceful.watch(conn);
-        connections.spawn(async move {
+        let serving = async move {
             let _ = watched.await;
-        });
+        };
+        match turn.next() {
+            Some(runtime) => connections.spawn_on(serving, runtime),
+            None => connections.spawn(serving),
+        };
     }
     drop(listener);
     let drained = tokio::time::timeout(app.config.limits.grace_period, async {
@@ -367,18 +374,20 @@ pub(super) async fn accept_loop(
 }
 
 /// Serves Envoy's gRPC ext_authz on `listener` until `shutdown` resolves, then drains within
-/// the grace period. Runs beside [`super::run`] (or [`super::run_sharded`]) on the current
-/// runtime, sharing the [`App`].
+/// the grace period. Runs beside [`super::run`] (or [`super::run_sharded`]), sharing the
+/// [`App`]: it accepts on the current runtime and serves each connection on the next of
+/// `runtimes` (the public shards' runtimes; empty: the current runtime).
 ///
 /// # Errors
 /// None at present: accept errors are logged and retried.
 pub async fn run(
     app: Arc<App>,
     listener: TcpListener,
+    runtimes: Vec<tokio::runtime::Handle>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let serving = tokio::spawn(accept_loop(app, listener, stopped));
+    let serving = tokio::spawn(accept_loop(app, listener, runtimes, stopped));
     shutdown.await;
     let _ = stop.send(true);
     if !serving.await.unwrap_or(true) {

@@ -594,3 +594,106 @@ async fn grpc_listener_bounds_its_connections() {
     drop(first);
     srv.stop().await;
 }
+
+/// The real binary with `--grpc-listen`, where the gRPC connections run on the public shards'
+/// runtimes (TestServer runs them on the test's runtime): checks on several connections at
+/// once are all answered with the decision, the attribute context's address from the
+/// untrusted loopback peer is ignored, and SIGTERM drains and exits 0.
+#[test]
+fn the_binary_serves_grpc_on_its_shards_and_drains_on_sigterm() {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_regiongate"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--grpc-listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "info")
+        .env("TOKIO_WORKER_THREADS", "2")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("regiongate starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { return };
+            let _ = tx.send(line);
+        }
+    });
+    let started = rx
+        .recv_timeout(Duration::from_secs(60))
+        .into_iter()
+        .chain(rx.iter())
+        .find(|l| l.contains("regiongate serving"))
+        .expect("the start-up line");
+    let grpc: SocketAddr = started
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("grpc="))
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("grpc= address in {started}"));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        // Four connections, ten checks each, all in flight together. The peer (loopback) is
+        // not trusted by default, so it is the client, not the source address (a German one,
+        // where the track is licensed): no country, the fail-closed refusal.
+        let mut calls = tokio::task::JoinSet::new();
+        for _ in 0..4 {
+            let channel = tonic::transport::Endpoint::from_shared(format!("http://{grpc}"))
+                .expect("endpoint")
+                .connect()
+                .await
+                .expect("connects");
+            for _ in 0..10 {
+                let mut c = AuthorizationClient::new(channel.clone());
+                calls.spawn(async move {
+                    c.check(check(
+                        "/audio/QZNW52400010/seg-1.mp4",
+                        Some("84.158.215.214"),
+                        &[],
+                    ))
+                    .await
+                    .map(|r| summary(&r.into_inner()))
+                });
+            }
+        }
+        let mut answered = 0;
+        while let Some(r) = within(30, "checks", calls.join_next()).await {
+            let (code, status, h, body) = r.expect("task").expect("Check answers");
+            assert_eq!((code, status), (7, 403), "{h:?} {body}");
+            assert_eq!(h["x-regiongate-decision"], "deny");
+            assert!(body.contains("\"decision\":\"deny\""), "{body}");
+            answered += 1;
+        }
+        assert_eq!(answered, 40);
+    });
+    let st = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(st.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no exit 20 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "exit after SIGTERM: {status}");
+    assert!(
+        rx.iter().any(|l| l.contains("stopped")),
+        "the log ends with the stop line"
+    );
+}

@@ -185,6 +185,7 @@ impl TestServer {
             grpc_task = Some(tokio::spawn(regiongate::server::grpc::run(
                 app.clone(),
                 grpc,
+                Vec::new(),
                 async move {
                     let _ = stopped.wait_for(|s| *s).await;
                 },
