@@ -42,7 +42,7 @@ async fn client(srv: &TestServer) -> AuthorizationClient<Channel> {
 }
 
 /// A CheckRequest for `GET path` from downstream `source` (if any) with `headers`.
-fn check(path: &str, source: Option<&str>, headers: &[(&str, &str)]) -> CheckRequest {
+pub(crate) fn check(path: &str, source: Option<&str>, headers: &[(&str, &str)]) -> CheckRequest {
     let http = HttpRequest {
         method: "GET".into(),
         path: path.into(),

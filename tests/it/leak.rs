@@ -15,7 +15,10 @@
 //! denied and unmatched paths, invalid requests of every kind) while the data is reloaded
 //! through `POST /admin/reload` and through the directory watcher. Client addresses arrive in
 //! `X-Forwarded-For` from the trusted loopback proxy; GPS fixes, cells and WiFi access points
-//! in `Geo-Hint` / `Cell-Hint` / `Wifi-Hint` headers and in POST bodies.
+//! in `Geo-Hint` / `Cell-Hint` / `Wifi-Hint` headers and in POST bodies. Then Envoy's gRPC
+//! door (`grpc_listen`, ext_authz `Check`) gets the planted clients as the attribute context's
+//! `source.address` and the hints (a bad one too) as its headers; its answers and statuses are
+//! searched like the HTTP responses.
 //!
 //! Everything the process emits is then searched for every planted value in every textual
 //! form it could take: stdout, stderr, every response (status, headers, body), `/metrics`,
@@ -1389,7 +1392,8 @@ fn text_of(b: &Arc<Mutex<Vec<u8>>>) -> String {
 
 /// Starts `regiongate serve`; returns the process and its (public, admin) addresses, read from
 /// its "serving" log line.
-fn start_server(config: &Path, regions: &Path) -> (Proc, SocketAddr, SocketAddr) {
+/// The process and its public, admin and gRPC listeners.
+fn start_server(config: &Path, regions: &Path) -> (Proc, SocketAddr, SocketAddr, SocketAddr) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_regiongate"));
     cmd.arg("serve")
         .arg("--config")
@@ -1423,8 +1427,8 @@ fn start_server(config: &Path, regions: &Path) -> (Proc, SocketAddr, SocketAddr)
                     .filter(|w| w.starts_with("127.0.0.1:"))
                     .map(|w| w.trim_end_matches(':').parse().expect("address"))
                     .collect();
-                assert!(addrs.len() >= 2, "no listen addresses in {line}");
-                return (p, addrs[0], addrs[1]);
+                assert!(addrs.len() >= 3, "no listen addresses in {line}");
+                return (p, addrs[0], addrs[1], addrs[2]);
             }
             Ok(_) | Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
@@ -1594,6 +1598,57 @@ async fn reloads(
     windows
 }
 
+/// Checks on the gRPC listener (ext_authz `Check`) from the trusted loopback Envoy, cycling
+/// over the planted clients as `source.address` and over GPS, cell and WiFi hints (and a bad
+/// GPS hint) as headers of the original request: (what was asked, the answer or the status as
+/// text). Some must be allowed and some refused, so that the evidence was used.
+async fn grpc_checks(addr: SocketAddr) -> Vec<(String, String)> {
+    use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("gRPC connects");
+    let mut c = AuthorizationClient::new(channel);
+    let now = now_unix();
+    let mut out = Vec::new();
+    let (mut allowed, mut refused) = (0, 0);
+    for i in 0..4 * CLIENTS.len() {
+        let hint = match i % 4 {
+            0 => ("geo-hint", geo(i, now)),
+            1 => ("cell-hint", cell(i)),
+            2 => ("wifi-hint", wifi_hint(i)),
+            _ => (
+                "geo-hint",
+                format!("gps={BAD_LAT},{BAD_LON}; acc=10; ts={now}"),
+            ),
+        };
+        let path = format!("/audio/{}/seg-1.mp4", track(i));
+        let req = crate::grpc::check(
+            &path,
+            Some(CLIENTS[i % CLIENTS.len()]),
+            &[(hint.0, &hint.1)],
+        );
+        let answer = match c.check(req).await {
+            Ok(r) => {
+                let r = r.into_inner();
+                match r.status.as_ref().map(|s| s.code) {
+                    Some(0) => allowed += 1,
+                    _ => refused += 1,
+                }
+                format!("{r:?}")
+            }
+            Err(status) => format!("{status:?}"),
+        };
+        out.push((format!("#{i} Check {path} with {}", hint.0), answer));
+    }
+    assert!(
+        allowed > 0 && refused > 0,
+        "gRPC answers {allowed} allowed, {refused} refused"
+    );
+    out
+}
+
 async fn run(name: &'static str, json_logs: bool, log_client_ip: bool) -> RunResult {
     let started = Instant::now();
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -1607,6 +1662,7 @@ async fn run(name: &'static str, json_logs: bool, log_client_ip: bool) -> RunRes
         format!(
             r#"listen = "127.0.0.1:0"
 admin_listen = "127.0.0.1:0"
+grpc_listen = "127.0.0.1:0"
 log_format = "{}"
 log_client_ip = {log_client_ip}
 decision_log = "full"
@@ -1637,7 +1693,7 @@ dir = {:?}
     )
     .expect("write config");
 
-    let (mut proc_, public, admin) =
+    let (mut proc_, public, admin, grpc) =
         tokio::task::block_in_place(|| start_server(&config, &regions));
 
     // Traffic and reloads at the same time.
@@ -1685,6 +1741,10 @@ dir = {:?}
     for w in workers {
         within(60, "traffic workers", w).await.expect("worker");
     }
+
+    // Envoy's gRPC door: the planted clients as the attribute context's source address, the
+    // hints as its headers (bad ones too); every answer or status is an artifact.
+    let grpc_log = within(60, "gRPC checks", grpc_checks(grpc)).await;
 
     // The admin views after the traffic.
     for path in ["/metrics", "/admin/snapshot", "/healthz", "/readyz"] {
@@ -1735,6 +1795,8 @@ dir = {:?}
             e.response.clone(),
         ));
     }
+    *kinds.entry("grpc check").or_insert(0) += grpc_log.len();
+    responses.entry("grpc check").or_default().extend(grpc_log);
     for (kind, items) in &responses {
         artifacts.push(grouped(
             format!("{name} responses to {kind}"),
