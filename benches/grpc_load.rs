@@ -147,6 +147,26 @@ struct Tally {
     errors: u64,
 }
 
+impl Tally {
+    /// Counts one HTTP answer (`None`: the request failed) that took since `began`.
+    fn http(&mut self, began: Instant, status: Option<u16>) {
+        self.micros.push(began.elapsed().as_micros() as u32);
+        match status {
+            Some(200) => self.allow += 1,
+            Some(403 | 428 | 451) => self.refused += 1,
+            _ => self.errors += 1,
+        }
+    }
+}
+
+/// The status of an HTTP answer, its body read to the end; `None` when the request failed.
+async fn status_of(r: Result<http::Response<hyper::body::Incoming>, hyper::Error>) -> Option<u16> {
+    let resp = r.ok()?;
+    let s = resp.status().as_u16();
+    let _ = resp.into_body().collect().await;
+    Some(s)
+}
+
 type Client = hyper::client::conn::http2::SendRequest<Empty<Bytes>>;
 
 async fn h2_connection(addr: SocketAddr) -> Client {
@@ -217,21 +237,7 @@ async fn run_mode(a: &Args, mode: &str, seconds: u64) -> (Tally, f64) {
                         let req = http_request(&ips[i % ips.len()], &authority);
                         i += 1;
                         let began = Instant::now();
-                        let r = send.send_request(req).await;
-                        let status = match r {
-                            Ok(resp) => {
-                                let s = resp.status();
-                                let _ = resp.into_body().collect().await;
-                                Some(s)
-                            }
-                            Err(_) => None,
-                        };
-                        t.micros.push(began.elapsed().as_micros() as u32);
-                        match status.map(|s| s.as_u16()) {
-                            Some(200) => t.allow += 1,
-                            Some(403 | 428 | 451) => t.refused += 1,
-                            _ => t.errors += 1,
-                        }
+                        t.http(began, status_of(send.send_request(req).await).await);
                     }
                     t
                 });
@@ -254,20 +260,7 @@ async fn run_mode(a: &Args, mode: &str, seconds: u64) -> (Tally, f64) {
                         let req = http_request(&ips[i % ips.len()], &authority);
                         i += 1;
                         let began = Instant::now();
-                        let status = match send.send_request(req).await {
-                            Ok(resp) => {
-                                let s = resp.status();
-                                let _ = resp.into_body().collect().await;
-                                Some(s)
-                            }
-                            Err(_) => None,
-                        };
-                        t.micros.push(began.elapsed().as_micros() as u32);
-                        match status.map(|s| s.as_u16()) {
-                            Some(200) => t.allow += 1,
-                            Some(403 | 428 | 451) => t.refused += 1,
-                            _ => t.errors += 1,
-                        }
+                        t.http(began, status_of(send.send_request(req).await).await);
                     }
                     t
                 });

@@ -407,6 +407,16 @@ pub fn spawn_serving(
     cmd: &mut std::process::Command,
     limit: Duration,
 ) -> (std::process::Child, u16, u16) {
+    let (child, log) = spawn_until_serving(cmd, limit);
+    let (public, admin) = serving_ports(&log).expect("ports in the start-up line");
+    (child, public, admin)
+}
+
+/// Like [`spawn_serving`]: the child and its log up to the start-up line.
+pub fn spawn_until_serving(
+    cmd: &mut std::process::Command,
+    limit: Duration,
+) -> (std::process::Child, String) {
     use std::io::BufRead;
     use std::sync::mpsc::RecvTimeoutError;
     let mut child = cmd
@@ -429,8 +439,8 @@ pub fn spawn_serving(
             Ok(line) => {
                 log.push_str(&line);
                 log.push('\n');
-                if let Some((public, admin)) = serving_ports(&log) {
-                    return (child, public, admin);
+                if serving_ports(&log).is_some() {
+                    return (child, log);
                 }
             }
             Err(RecvTimeoutError::Disconnected) => {
