@@ -32,6 +32,7 @@ use regiongate::{DataSource, Snapshot};
 use serde_json::json;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -1391,13 +1392,16 @@ struct Tally {
     wrong: usize,
     /// Answers cut off after their headers.
     cut: usize,
-    /// Requests the server closed the connection on before answering (an idle keep-alive
-    /// connection closed at shutdown as the request was sent).
+    /// Requests the server closed the connection on before answering, after the signal (an
+    /// idle keep-alive connection closed at shutdown as the request was sent).
     lost: usize,
+    /// The same before the signal: the server dropped a request while serving normally.
+    lost_before_signal: usize,
 }
 
 /// Keep-alive requests in a loop (new connection when one closes) until connecting fails.
-async fn keep_asking(p: SocketAddr) -> Tally {
+/// `signalled` turns true just before the server is told to stop.
+async fn keep_asking(p: SocketAddr, signalled: Arc<AtomicBool>) -> Tally {
     let mut t = Tally::default();
     'connection: loop {
         let Ok(stream) = TcpStream::connect(p).await else {
@@ -1418,7 +1422,11 @@ async fn keep_asking(p: SocketAddr) -> Tally {
                 .body(Full::new(Bytes::new()))
                 .expect("request");
             let Ok(resp) = sender.send_request(req).await else {
-                t.lost += 1;
+                if signalled.load(Ordering::SeqCst) {
+                    t.lost += 1;
+                } else {
+                    t.lost_before_signal += 1;
+                }
                 continue 'connection;
             };
             let status = resp.status();
@@ -1455,7 +1463,10 @@ async fn sigterm_under_load_finishes_in_flight_requests_and_exits_zero() {
         );
         let mut svc = Service::start(tmp.path(), &cfg, false).await;
         let p = svc.public;
-        let load: Vec<_> = (0..16).map(|_| tokio::spawn(keep_asking(p))).collect();
+        let stopping = Arc::new(AtomicBool::new(false));
+        let load: Vec<_> = (0..16)
+            .map(|_| tokio::spawn(keep_asking(p, stopping.clone())))
+            .collect();
         tokio::time::sleep(Duration::from_millis(700)).await;
         // Requests the origin takes 1.5 s to answer, in flight when the signal comes.
         let slow: Vec<_> = (0..4)
@@ -1467,6 +1478,7 @@ async fn sigterm_under_load_finishes_in_flight_requests_and_exits_zero() {
         for _ in 0..4 {
             assert_eq!(origin.arrival().await, "/audio/T1/slow");
         }
+        stopping.store(true, Ordering::SeqCst);
         let signalled = Instant::now();
         svc.signal("TERM");
 
@@ -1502,12 +1514,17 @@ async fn sigterm_under_load_finishes_in_flight_requests_and_exits_zero() {
             total.wrong += t.wrong;
             total.cut += t.cut;
             total.lost += t.lost;
+            total.lost_before_signal += t.lost_before_signal;
         }
         eprintln!("SIGTERM under load: {total:?}, exit after {took:?}");
         assert!(total.served > 100, "{total:?}");
         assert_eq!((total.wrong, total.cut), (0, 0), "{total:?}");
-        // At most one request per keep-alive connection can race the close.
-        assert!(total.lost <= 16, "{total:?}");
+        // Requests go unanswered only at shutdown: a keep-alive connection closed as its next
+        // request was sent. Each of the 16 load connections can meet that once, and again on
+        // each reconnection accepted before the listeners closed (they close within the
+        // second asserted above), so the count after the signal is bounded loosely.
+        assert_eq!(total.lost_before_signal, 0, "{total:?}");
+        assert!(total.lost <= 4 * 16, "{total:?}");
         assert!(!svc.log().contains("panicked"), "{}", svc.log());
     })
     .await;
