@@ -280,10 +280,33 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => ExitCode::from(code),
+        // The reader closed the pipe (`regiongate where --batch … | head`): its choice.
+        Err(Exit(_, e)) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(Exit(code, e)) => {
             eprintln!("regiongate: {e:#}");
             ExitCode::from(code)
         }
+    }
+}
+
+/// Whether an error comes from writing to a pipe whose reader has gone.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Writes `text` to stdout (no newline added). A reader that closed the pipe early
+/// (`regiongate diff A B | head`) is not an error: the rest of the output is dropped and the
+/// command ends with its own status; any other write error is exit status 1. (`println!`
+/// would panic on the closed pipe.)
+fn print_out(text: &str) -> Result<(), Exit> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Exit(1, e.into())),
+        _ => Ok(()),
     }
 }
 
@@ -325,11 +348,11 @@ fn run_serve(cli: &Cli, a: &ServeArgs) -> Result<u8, Exit> {
     let snapshot = Snapshot::load(&source(&config.regions))
         .map_err(|e| Exit(3, anyhow::Error::new(e).context("cannot load the data")))?;
     if a.dry_run {
-        println!(
-            "{}",
+        print_out(&format!(
+            "{}\n",
             json!({"listen": config.listen.to_string(), "admin_listen": config.admin_listen.to_string(), "grpc_listen": config.grpc_listen.map(|a| a.to_string()), "mode": format!("{:?}", config.mode).to_lowercase(),
                    "data_version": snapshot.version, "territories": snapshot.territories.len(), "tracks": snapshot.licenses.track_count(), "deals": snapshot.licenses.deal_count()})
-        );
+        ))?;
         return Ok(0);
     }
     // The public listener runs as one shard per core: a current-thread runtime on a thread
@@ -629,15 +652,15 @@ fn run_validate(cli: &Cli, a: &ValidateArgs) -> Result<u8, Exit> {
         ),
     };
     if a.json {
-        println!(
-            "{}",
+        print_out(&format!(
+            "{}\n",
             json!({"ok": ok, "problems": problems, "summary": summary})
-        );
+        ))?;
     } else if ok {
-        println!("ok: {summary}");
+        print_out(&format!("ok: {summary}\n"))?;
     } else {
         for p in &problems {
-            println!("{p}");
+            print_out(&format!("{p}\n"))?;
         }
         eprintln!("regiongate: {} problem(s) found", problems.len());
     }

@@ -1,6 +1,8 @@
 //! `where` and `check`: ask the data about a place or a request, from the command line.
 
-use crate::{CheckArgs, Cli, Exit, WhereArgs, bad_input, load, load_failed, load_shown, source};
+use crate::{
+    CheckArgs, Cli, Exit, WhereArgs, bad_input, load, load_failed, load_shown, print_out, source,
+};
 use anyhow::{Context, Result};
 use chrono::Utc;
 use regiongate::Snapshot;
@@ -207,7 +209,7 @@ pub(crate) fn run_check(cli: &Cli, a: &CheckArgs) -> Result<u8, Exit> {
         "at": now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         "data_version": snap.version,
     });
-    println!("{out}");
+    print_out(&format!("{out}\n"))?;
     Ok(if d.verdict == Verdict::Allow { 0 } else { 1 })
 }
 

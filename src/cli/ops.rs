@@ -1,7 +1,8 @@
 //! Licence-ops commands: `import wigle`, `import ddex`, `map` and `diff`.
 
 use crate::{
-    Cli, DdexArgs, DiffArgs, Exit, MapArgs, WigleArgs, bad_input, load_failed, load_shown, source,
+    Cli, DdexArgs, DiffArgs, Exit, MapArgs, WigleArgs, bad_input, load_failed, load_shown,
+    print_out, source,
 };
 use anyhow::{Context, Result};
 use chrono::Utc;
@@ -58,7 +59,7 @@ pub(crate) fn run_import_ddex(cli: &Cli, a: &DdexArgs) -> Result<u8, Exit> {
     use regiongate::ddex::{self, DdexError, write};
     let fail = |e: DdexError| {
         if a.json {
-            println!("{}", json!({"ok": false, "error": e.to_json()}));
+            let _ = print_out(&format!("{}\n", json!({"ok": false, "error": e.to_json()})));
         }
         bad_input(e.into())
     };
@@ -113,8 +114,8 @@ pub(crate) fn run_import_ddex(cli: &Cli, a: &DdexArgs) -> Result<u8, Exit> {
         .map(|(n, _)| a.out.join(n).display().to_string())
         .collect();
     if a.json {
-        println!(
-            "{}",
+        print_out(&format!(
+            "{}\n",
             json!({
                 "ok": true,
                 "out": a.out.display().to_string(),
@@ -126,7 +127,7 @@ pub(crate) fn run_import_ddex(cli: &Cli, a: &DdexArgs) -> Result<u8, Exit> {
                 "takedowns": rendered.takedowns,
                 "ignored": imp.ignored,
             })
-        );
+        ))?;
     } else {
         for i in &imp.ignored {
             eprintln!(
@@ -190,8 +191,8 @@ pub(crate) fn run_map(cli: &Cli, a: &MapArgs) -> Result<u8, Exit> {
             .collect::<Vec<_>>()
     };
     if a.json {
-        println!(
-            "{}",
+        print_out(&format!(
+            "{}\n",
             json!({
                 "track": a.track, "use": a.use_type.as_str(), "tier": a.tier.as_str(),
                 "at": at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
@@ -199,7 +200,7 @@ pub(crate) fn run_map(cli: &Cli, a: &MapArgs) -> Result<u8, Exit> {
                 "playable": by(map::Shade::Allow), "not_playable": by(map::Shade::Deny),
                 "not_in_data": by(map::Shade::NoData),
             })
-        );
+        ))?;
     } else {
         eprintln!(
             "{}: {} countries playable, {} not",
@@ -239,12 +240,12 @@ pub(crate) fn run_diff(cli: &Cli, a: &DiffArgs) -> Result<u8, Exit> {
         write_whole(path, regiongate::map::svg(&world, &c).as_bytes())?;
     }
     if a.json {
-        println!(
-            "{}",
+        print_out(&format!(
+            "{}\n",
             serde_json::to_string(&d).map_err(|e| Exit(1, e.into()))?
-        );
+        ))?;
     } else {
-        print!("{}", d.to_text(a.limit));
+        print_out(&d.to_text(a.limit))?;
     }
     Ok(0)
 }

@@ -993,3 +993,45 @@ fn import_wigle_then_check_wifi() {
     assert!(err.contains("bad.csv: line 4: CurrentLatitude"), "{err}");
     assert_eq!(std::fs::read_to_string(&out).expect("kept"), csv);
 }
+
+/// A reader that closes the pipe before the output comes (`regiongate … | head`) ends the
+/// command quietly with its own status: no panic message, no error line.
+#[test]
+fn a_closed_stdout_pipe_is_not_a_crash() {
+    use std::io::Write;
+    let bin = env!("CARGO_BIN_EXE_regiongate");
+    for (args, status) in [
+        (&["validate"][..], 0),
+        (
+            &["check", "--track", "QZNW52400010", "--country", "DE"][..],
+            0,
+        ),
+        (
+            &["check", "--track", "QZNW52400010", "--country", "US"][..],
+            1,
+        ),
+        (&["where", "--lat", "52.52", "--lon", "13.40"][..], 0),
+        (&["where", "--batch"][..], 0),
+    ] {
+        let mut child = Command::new(bin)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("regiongate starts");
+        // Closed before the snapshot is loaded, so every write meets a closed pipe.
+        drop(child.stdout.take());
+        let mut stdin = child.stdin.take().expect("stdin");
+        if args.contains(&"--batch") {
+            let lines = "52.52,13.40\n48.85,2.35\n".repeat(20_000);
+            let _ = stdin.write_all(lines.as_bytes());
+        }
+        drop(stdin);
+        let out = child.wait_with_output().expect("wait");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("Broken pipe"), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(status), "{args:?}: {stderr}");
+    }
+}
