@@ -105,6 +105,22 @@ fn limits_are_checked_with_the_key_and_the_bounds() {
             "config key `limits.max_connections`: must be at least 1",
         ),
         (
+            "[limits]\nmax_concurrent_streams = 0",
+            "config key `limits.max_concurrent_streams`: must be between 1 and 10000",
+        ),
+        (
+            "[limits]\nmax_concurrent_streams = 10001",
+            "config key `limits.max_concurrent_streams`: must be between 1 and 10000",
+        ),
+        (
+            "[limits]\ngrpc_max_message_bytes = 1023",
+            "config key `limits.grpc_max_message_bytes`: must be between 1024 and 16777216",
+        ),
+        (
+            "[limits]\ngrpc_max_message_bytes = 16777217",
+            "config key `limits.grpc_max_message_bytes`: must be between 1024 and 16777216",
+        ),
+        (
             "[limits]\nmax_body_bytes = 0",
             "config key `limits.max_body_bytes`: must be between 1 and 16777216",
         ),
